@@ -1,0 +1,106 @@
+//! The `log` capability: guest log records go to the host's `tracing` (target
+//! `airlock::guest`, with the adapter's name) and back to the caller with the receipt.
+//! Messages are cut at `limits.log_line_bytes`; past `limits.log_records` per call, records
+//! are counted and dropped, so a log flood costs the host nothing.
+
+use serde::Serialize;
+
+use crate::bindings::airlock::adapter::log::{Host, Level};
+
+/// Most fields kept per record, and longest field key and value.
+const MAX_FIELDS: usize = 16;
+const MAX_FIELD_BYTES: usize = 256;
+
+/// One guest log record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogRecord {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The message, cut to the policy's line length.
+    pub message: String,
+    /// Key-value fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+    /// True if the message or fields were cut.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// One call's log records.
+pub(crate) struct LogSink {
+    adapter: String,
+    max_records: u32,
+    max_line_bytes: usize,
+    pub(crate) records: Vec<LogRecord>,
+    pub(crate) dropped: u32,
+}
+
+impl LogSink {
+    pub(crate) fn new(adapter: String, max_records: u32, max_line_bytes: u32) -> Self {
+        LogSink { adapter, max_records, max_line_bytes: max_line_bytes as usize, records: Vec::new(), dropped: 0 }
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary; true if it was cut.
+pub(crate) fn truncate(mut text: String, max: usize) -> (String, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    (text, true)
+}
+
+impl Host for LogSink {
+    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        if self.records.len() as u32 >= self.max_records {
+            self.dropped = self.dropped.saturating_add(1);
+            return Ok(());
+        }
+        let (message, mut truncated) = truncate(message, self.max_line_bytes);
+        truncated |= fields.len() > MAX_FIELDS;
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .take(MAX_FIELDS)
+            .map(|(k, v)| {
+                let (k, cut_k) = truncate(k, MAX_FIELD_BYTES);
+                let (v, cut_v) = truncate(v, MAX_FIELD_BYTES);
+                truncated |= cut_k || cut_v;
+                (k, v)
+            })
+            .collect();
+        let adapter = self.adapter.as_str();
+        let level = match level {
+            Level::Trace => { tracing::trace!(target: "airlock::guest", adapter, ?fields, "{message}"); "trace" }
+            Level::Debug => { tracing::debug!(target: "airlock::guest", adapter, ?fields, "{message}"); "debug" }
+            Level::Info => { tracing::info!(target: "airlock::guest", adapter, ?fields, "{message}"); "info" }
+            Level::Warn => { tracing::warn!(target: "airlock::guest", adapter, ?fields, "{message}"); "warn" }
+            Level::Error => { tracing::error!(target: "airlock::guest", adapter, ?fields, "{message}"); "error" }
+        };
+        self.records.push(LogRecord { level, message, fields, truncated });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_floods_dropped() {
+        let mut sink = LogSink::new("a".into(), 2, 5);
+        sink.log(Level::Info, "héllo world".into(), vec![]).await.unwrap();
+        sink.log(Level::Warn, "ok".into(), vec![("k".into(), "v".into())]).await.unwrap();
+        for _ in 0..1000 {
+            sink.log(Level::Error, "flood".into(), vec![]).await.unwrap();
+        }
+        assert_eq!(sink.records.len(), 2);
+        assert_eq!(sink.records[0].message, "héll");
+        assert!(sink.records[0].truncated);
+        assert_eq!(sink.records[1].fields, vec![("k".to_owned(), "v".to_owned())]);
+        assert_eq!(sink.dropped, 1000);
+    }
+}

@@ -1,0 +1,132 @@
+//! The host side of every import a guest may use. One module per capability, each with its
+//! own per-call state and its own `Host` implementation; [`CallContext`] is the store data
+//! of one call and owns them all. Nothing here survives the call: a fresh `CallContext` is
+//! built for every instance.
+//!
+//! | capability | module | granted by |
+//! |---|---|---|
+//! | `state` | [`state`] | always; scoped to the adapter's name, bounded by `[limits]` |
+//! | `log` | [`log`] | always; bounded by `[limits]` |
+//! | `progress` | [`progress`] | always; bounded by `[limits]` |
+//! | `secrets` | [`secrets`] | nothing yet: every request is denied |
+//! | `http` | [`http`] | nothing yet: every request is denied |
+//! | WASI | [`stdio`] and wasmtime-wasi | clocks and random only; no files, env, args, sockets; stdout/stderr captured and bounded |
+
+pub(crate) mod http;
+pub(crate) mod limiter;
+pub(crate) mod log;
+pub(crate) mod progress;
+pub(crate) mod secrets;
+pub(crate) mod state;
+pub(crate) mod stdio;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::airlock::adapter as imports;
+
+/// The store data of one call.
+pub(crate) struct CallContext {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: limiter::CallLimiter,
+    pub(crate) state: state::StateScope,
+    pub(crate) log: log::LogSink,
+    pub(crate) progress: progress::ProgressSink,
+    pub(crate) stdout: stdio::BoundedPipe,
+    pub(crate) stderr: stdio::BoundedPipe,
+    pub(crate) secrets: secrets::SecretBroker,
+    pub(crate) http: http::OutboundHttp,
+}
+
+impl CallContext {
+    pub(crate) fn new(
+        limiter: limiter::CallLimiter,
+        state: state::StateScope,
+        log: log::LogSink,
+        progress: progress::ProgressSink,
+        stdio_bytes: usize,
+        adapter: &str,
+    ) -> Self {
+        let stdout = stdio::BoundedPipe::new(stdio_bytes);
+        let stderr = stdio::BoundedPipe::new(stdio_bytes);
+        // Deliberately empty: no preopened directories, no environment, no arguments, no
+        // network. Clocks and random stay, because language runtimes need them.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        CallContext {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            state,
+            log,
+            progress,
+            stdout,
+            stderr,
+            secrets: secrets::SecretBroker::deny_all(adapter),
+            http: http::OutboundHttp::deny_all(adapter),
+        }
+    }
+
+    /// The secrets capability needs the resource table as well as its own state.
+    pub(crate) fn secrets_view(&mut self) -> secrets::SecretsView<'_> {
+        secrets::SecretsView { broker: &mut self.secrets, table: &mut self.table }
+    }
+
+    /// The http capability needs the resource table to resolve secret handles.
+    pub(crate) fn http_view(&mut self) -> http::HttpView<'_> {
+        http::HttpView { http: &mut self.http, table: &mut self.table }
+    }
+}
+
+impl WasiView for CallContext {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Projections from the store data to each capability's own state.
+macro_rules! capability_view {
+    ($name:ident, $data:ty, |$ctx:ident| $project:expr) => {
+        struct $name;
+        impl HasData for $name {
+            type Data<'a> = $data;
+        }
+        impl $name {
+            fn project<'a>($ctx: &'a mut CallContext) -> $data {
+                $project
+            }
+        }
+    };
+}
+
+capability_view!(StateView, &'a mut state::StateScope, |ctx| &mut ctx.state);
+capability_view!(LogView, &'a mut log::LogSink, |ctx| &mut ctx.log);
+capability_view!(ProgressView, &'a mut progress::ProgressSink, |ctx| &mut ctx.progress);
+capability_view!(SecretsCap, secrets::SecretsView<'a>, |ctx| ctx.secrets_view());
+capability_view!(HttpCap, http::HttpView<'a>, |ctx| ctx.http_view());
+
+/// The unit `types` interface has no functions, but bindgen still wants a host for it.
+struct TypesView;
+impl HasData for TypesView {
+    type Data<'a> = &'a mut CallContext;
+}
+impl imports::types::Host for CallContext {}
+
+/// Link WASI (async) and every Airlock capability into `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallContext>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    imports::types::add_to_linker::<CallContext, TypesView>(linker, |ctx| ctx)?;
+    imports::state::add_to_linker::<CallContext, StateView>(linker, StateView::project)?;
+    imports::log::add_to_linker::<CallContext, LogView>(linker, LogView::project)?;
+    imports::progress::add_to_linker::<CallContext, ProgressView>(linker, ProgressView::project)?;
+    imports::secrets::add_to_linker::<CallContext, SecretsCap>(linker, SecretsCap::project)?;
+    imports::http::add_to_linker::<CallContext, HttpCap>(linker, HttpCap::project)?;
+    Ok(())
+}

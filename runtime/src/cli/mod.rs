@@ -1,0 +1,76 @@
+//! The `airlock` command line. Exit statuses: 0 success; 10-15 the adapter's error code
+//! (VALIDATION 10, RETRYABLE 11, PERMANENT 12, AUTH 13, LIMIT 14, INTERNAL 15); 2 a usage
+//! error; 3 the adapter or policy could not be loaded.
+
+mod demo;
+mod inspect;
+mod invoke;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use airlock::{Policy, Runtime, RuntimeConfig};
+use clap::{Parser, Subcommand};
+
+/// Exit status when a component or policy cannot be loaded, or the runtime cannot start.
+pub(crate) const EXIT_LOAD: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "airlock", version, about = "Run untrusted provisioning adapters in a WebAssembly sandbox")]
+struct Cli {
+    /// Where the state database and the compiled-component cache live.
+    #[arg(long, global = true, default_value = ".airlock", env = "AIRLOCK_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Host log filter (tracing syntax), e.g. `info` or `airlock::guest=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "AIRLOCK_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call one operation of an adapter in a fresh sandbox and print the result as JSON.
+    Invoke(invoke::InvokeArgs),
+    /// Show what a component exports and imports.
+    Inspect(inspect::InspectArgs),
+    /// Run the bundled example adapter through its whole life, step by step.
+    Demo(demo::DemoArgs),
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    tokio.block_on(async move {
+        match cli.command {
+            Command::Invoke(args) => invoke::run(&cli.data_dir, args).await,
+            Command::Inspect(args) => inspect::run(&cli.data_dir, args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}
+
+/// Print `message` as an error and return the load-failure status.
+pub(crate) fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_LOAD)
+}
+
+pub(crate) fn runtime(data_dir: &std::path::Path) -> Result<Runtime, ExitCode> {
+    Runtime::new(RuntimeConfig::with_data_dir(data_dir)).map_err(|e| fail(&e.to_string()))
+}
+
+pub(crate) fn policy(path: Option<&std::path::Path>) -> Result<Policy, ExitCode> {
+    match path {
+        None => Ok(Policy::default()),
+        Some(path) => Policy::from_file(path).map_err(|e| fail(&e.to_string())),
+    }
+}

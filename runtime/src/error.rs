@@ -1,0 +1,61 @@
+//! Errors of the runtime itself: loading an adapter, reading a policy, opening the database.
+//! What a *call* returns is an [`crate::AdapterError`] instead, in the contract's six codes.
+
+use std::path::PathBuf;
+
+/// An error loading an adapter or setting up the runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The policy file is malformed or out of range.
+    #[error("policy {origin}: {message}")]
+    Policy {
+        /// The file (or other origin) of the policy.
+        origin: String,
+        /// What is wrong, with the line where there is one.
+        message: String,
+    },
+    /// The component could not be read.
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bytes are not a WebAssembly component wasmtime accepts.
+    #[error("{origin} is not a valid WebAssembly component: {message}")]
+    InvalidComponent {
+        /// Where the bytes came from.
+        origin: String,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The component does not implement the adapter world.
+    #[error("{origin} does not implement the airlock:adapter world: {message}")]
+    WorldMismatch {
+        /// Where the component came from.
+        origin: String,
+        /// Which export is missing or mistyped, or which import cannot be granted.
+        message: String,
+    },
+    /// The embedded database failed.
+    #[error("state database {path}: {message}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// wasmtime could not be configured.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// The compiled-artifact cache failed.
+    #[error("artifact cache {path}: {message}")]
+    Cache {
+        /// The cache directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}

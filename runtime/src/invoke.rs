@@ -1,0 +1,298 @@
+//! One call: check the caller's input, take a pool slot, build a fresh store with its
+//! limits, instantiate, call the export, check what came back, and write the receipt.
+//! Whatever the guest does, this returns an [`Invocation`]; it never panics on guest
+//! behaviour and never leaves anything behind (the store and instance are dropped here).
+
+use std::time::Instant;
+
+use serde_json::Value;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::adapter::{AdapterInner, CallOptions, COSTS, LIFECYCLE, ROTATION};
+use crate::bindings::{costs, wit};
+use crate::capabilities::CallContext;
+use crate::capabilities::limiter::{CallLimiter, LimitExceeded};
+use crate::capabilities::log::LogSink;
+use crate::capabilities::progress::ProgressSink;
+use crate::capabilities::state::StateScope;
+use crate::contract::{self, AdapterError, ContractBounds, ErrorCode, ErrorOrigin, LimitKind};
+use crate::operation::{Invocation, Operation, Output, Receipt};
+use crate::policy::Limits;
+
+/// What the guest's export returned, before any checking.
+enum Answer {
+    Unit(Result<(), wit::AdapterError>),
+    Provisioned(Result<wit::ProvisionResult, wit::AdapterError>),
+    Status(Result<wit::StatusDetail, wit::AdapterError>),
+    Credential(Result<wit::Credential, wit::AdapterError>),
+    Costs(Result<costs::CostEstimate, wit::AdapterError>),
+}
+
+pub(crate) async fn invoke(adapter: &AdapterInner, config: &Value, operation: Operation, options: CallOptions) -> Invocation {
+    let started = Instant::now();
+    let limits = &adapter.policy.limits;
+    let mut receipt = empty_receipt(adapter, &operation, limits);
+
+    let refused = |error: AdapterError, mut receipt: Receipt| {
+        receipt.wall_time_us = started.elapsed().as_micros() as u64;
+        receipt.error_code = Some(error.error_code);
+        Invocation { result: Err(error), receipt, logs: vec![], progress: vec![], stdout: String::new(), stderr: String::new() }
+    };
+    let config_text = match check_input(adapter, config, &operation) {
+        Ok(text) => text,
+        Err(error) => return refused(error, receipt),
+    };
+
+    // A pool slot per live instance: past the pool size, calls wait here, not in wasmtime.
+    let _slot = match adapter.runtime.inner.slots.acquire().await {
+        Ok(permit) => permit,
+        Err(_) => return refused(AdapterError::host(ErrorCode::Internal, "runtime is shutting down"), receipt),
+    };
+    let deadline = Instant::now() + limits.deadline();
+
+    let context = CallContext::new(
+        CallLimiter::new(limits.memory_bytes(), limits.table_elements),
+        StateScope::new(adapter.runtime.inner.db.clone(), adapter.info.name.clone(), limits),
+        LogSink::new(adapter.info.name.clone(), limits.log_records, limits.log_line_bytes),
+        ProgressSink::new(limits.progress_reports, limits.log_line_bytes, options.progress),
+        limits.stdio_bytes as usize,
+        &adapter.info.name,
+    );
+    let mut store = Store::new(&adapter.runtime.inner.engine, context);
+    store.limiter(|ctx| &mut ctx.limiter);
+    let fuel_set = store.set_fuel(limits.fuel);
+    let deadline_ms = limits.deadline_ms;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(LimitExceeded { kind: LimitKind::Deadline, message: deadline_message(deadline_ms) }.into())
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    // The epoch interrupts guest code; the timeout also covers time spent awaiting host
+    // imports (database, network), which epochs cannot interrupt.
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let answer = match fuel_set {
+        Err(e) => Err(e),
+        Ok(()) => match tokio::time::timeout(remaining, call_export(adapter, &mut store, &operation, &config_text)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(LimitExceeded { kind: LimitKind::Deadline, message: deadline_message(deadline_ms) }.into()),
+        },
+    };
+
+    receipt.instantiated = true;
+    receipt.fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let result = match answer {
+        Ok(answer) => check_answer(answer, &operation, &limits.contract_bounds()),
+        Err(error) => Err(classify(error, store.data(), limits)),
+    };
+
+    let ctx = store.into_data();
+    receipt.wall_time_us = started.elapsed().as_micros() as u64;
+    receipt.memory_peak_bytes = ctx.limiter.memory_peak;
+    receipt.state_ops = ctx.state.ops;
+    receipt.http_requests = ctx.http.requests;
+    receipt.log_records = ctx.log.records.len() as u32;
+    receipt.logs_dropped = ctx.log.dropped;
+    receipt.progress_dropped = ctx.progress.dropped;
+    let (out_kept, out_dropped) = ctx.stdout.counts();
+    let (err_kept, err_dropped) = ctx.stderr.counts();
+    receipt.stdio_bytes = out_kept + err_kept;
+    receipt.stdio_dropped_bytes = out_dropped + err_dropped;
+    if let Err(error) = &result {
+        receipt.error_code = Some(error.error_code);
+        if let ErrorOrigin::Limit(kind) = error.origin {
+            receipt.limit_hit = Some(kind);
+        }
+    }
+    tracing::debug!(target: "airlock::call", adapter = %adapter.info.name, operation = operation.name(),
+        wall_us = receipt.wall_time_us, fuel = receipt.fuel_consumed, error = ?receipt.error_code, "call finished");
+    Invocation {
+        result,
+        receipt,
+        logs: ctx.log.records,
+        progress: ctx.progress.reports,
+        stdout: ctx.stdout.text(),
+        stderr: ctx.stderr.text(),
+    }
+}
+
+fn empty_receipt(adapter: &AdapterInner, operation: &Operation, limits: &Limits) -> Receipt {
+    Receipt {
+        adapter: adapter.info.name.clone(),
+        operation: operation.name(),
+        wall_time_us: 0,
+        fuel_consumed: 0,
+        fuel_limit: limits.fuel,
+        memory_peak_bytes: 0,
+        memory_limit_bytes: limits.memory_bytes(),
+        deadline_ms: limits.deadline_ms,
+        limit_hit: None,
+        error_code: None,
+        instantiated: false,
+        state_ops: 0,
+        http_requests: 0,
+        log_records: 0,
+        logs_dropped: 0,
+        progress_dropped: 0,
+        stdio_bytes: 0,
+        stdio_dropped_bytes: 0,
+    }
+}
+
+fn deadline_message(ms: u64) -> String {
+    format!("deadline of {ms} ms exceeded (limits.deadline_ms)")
+}
+
+/// The caller's input, checked before any guest runs: `VALIDATION` for bad input,
+/// `PERMANENT` for an optional operation the adapter does not export.
+fn check_input(adapter: &AdapterInner, config: &Value, operation: &Operation) -> Result<String, AdapterError> {
+    let invalid = |message: String| AdapterError::host(ErrorCode::Validation, message);
+    if !config.is_object() {
+        return Err(invalid("config must be a JSON object".into()));
+    }
+    let supported = |present: bool, interface: &str| {
+        if present { Ok(()) } else { Err(AdapterError::unsupported(operation.name(), interface)) }
+    };
+    let exports = &adapter.exports;
+    match operation {
+        Operation::Create { params, idempotency_key } => {
+            if !params.is_object() {
+                return Err(invalid("params must be a JSON object".into()));
+            }
+            if let Some(key) = idempotency_key {
+                if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+                    return Err(invalid(
+                        "idempotency key must be 1 to 256 bytes of printable text".into(),
+                    ));
+                }
+            }
+        }
+        Operation::Pause { .. } | Operation::Resume { .. } => supported(exports.lifecycle.is_some(), LIFECYCLE)?,
+        Operation::EstimateCosts { .. } => supported(exports.costs.is_some(), COSTS)?,
+        Operation::RotateCredentials { .. } => supported(exports.rotation.is_some(), ROTATION)?,
+        _ => {}
+    }
+    if let Some(id) = operation.instance_id() {
+        let max = adapter.policy.limits.max_instance_id_bytes as usize;
+        if id.is_empty() || id.len() > max || id.chars().any(char::is_control) {
+            return Err(invalid(format!("instance id must be 1 to {max} bytes of printable text")));
+        }
+    }
+    Ok(config.to_string())
+}
+
+/// Instantiate and call the export for `operation`.
+#[allow(clippy::ptr_arg)] // bindgen's call methods take `&String`
+async fn call_export(adapter: &AdapterInner, store: &mut Store<CallContext>, operation: &Operation, config: &String) -> wasmtime::Result<Answer> {
+    let instance = adapter.pre.instantiate_async(&mut *store).await?;
+    let exports = &adapter.exports;
+    macro_rules! contract {
+        () => {
+            exports.contract.load(&mut *store, &instance)?
+        };
+    }
+    Ok(match operation {
+        Operation::ValidateConfig => Answer::Unit(contract!().call_validate_config(&mut *store, config).await?),
+        Operation::Create { params, idempotency_key } => {
+            let params = params.to_string();
+            Answer::Provisioned(contract!().call_create(&mut *store, config, &params, idempotency_key.as_deref()).await?)
+        }
+        Operation::Status { instance_id } => Answer::Status(contract!().call_status(&mut *store, config, instance_id).await?),
+        Operation::Destroy { instance_id } => Answer::Unit(contract!().call_destroy(&mut *store, config, instance_id).await?),
+        Operation::Credentials { instance_id } => {
+            Answer::Credential(contract!().call_credentials(&mut *store, config, instance_id).await?)
+        }
+        Operation::Pause { instance_id } | Operation::Resume { instance_id } => {
+            let indices = exports.lifecycle.as_ref().expect("checked before the call");
+            let lifecycle = indices.load(&mut *store, &instance)?;
+            Answer::Status(if matches!(operation, Operation::Pause { .. }) {
+                lifecycle.call_pause(&mut *store, config, instance_id).await?
+            } else {
+                lifecycle.call_resume(&mut *store, config, instance_id).await?
+            })
+        }
+        Operation::EstimateCosts { instance_id } => {
+            let indices = exports.costs.as_ref().expect("checked before the call");
+            Answer::Costs(indices.load(&mut *store, &instance)?.call_estimate_costs(&mut *store, config, instance_id).await?)
+        }
+        Operation::RotateCredentials { instance_id } => {
+            let indices = exports.rotation.as_ref().expect("checked before the call");
+            Answer::Credential(
+                indices.load(&mut *store, &instance)?.call_rotate_credentials(&mut *store, config, instance_id).await?,
+            )
+        }
+    })
+}
+
+/// Check what the guest returned against the contract.
+fn check_answer(answer: Answer, operation: &Operation, bounds: &ContractBounds) -> Result<Output, AdapterError> {
+    let guest_error = |e: wit::AdapterError| match contract::adapter_error(e, bounds) {
+        Ok(error) => error,
+        Err(violation) => AdapterError::contract(violation),
+    };
+    let checked = match answer {
+        Answer::Unit(r) => r.map_err(guest_error).map(|()| match operation {
+            Operation::Destroy { instance_id } => Ok(Output::Destroyed { instance_id: instance_id.clone() }),
+            _ => Ok(Output::Valid),
+        }),
+        Answer::Provisioned(r) => r.map_err(guest_error).map(|result| {
+            let key = match operation {
+                Operation::Create { idempotency_key, .. } => idempotency_key.as_deref(),
+                _ => None,
+            };
+            contract::provision_result(result, key, bounds).map(Output::Provisioned)
+        }),
+        Answer::Status(r) => r.map_err(guest_error).map(|d| contract::status_detail(d, bounds).map(Output::Status)),
+        Answer::Credential(r) => r.map_err(guest_error).map(|c| contract::credential(c, bounds).map(Output::Credential)),
+        Answer::Costs(r) => r.map_err(guest_error).map(|c| contract::cost_estimate(c, bounds).map(Output::CostEstimate)),
+    };
+    checked?.map_err(AdapterError::contract)
+}
+
+/// Turn a failed call (trap, exhausted limit, host failure) into the contract's error.
+fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> AdapterError {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>().or(ctx.limiter.exceeded.as_ref()) {
+        return AdapterError::limit(limit.kind, limit.message.clone());
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => AdapterError::limit(
+            LimitKind::Fuel,
+            format!("fuel limit of {} exceeded (limits.fuel)", limits.fuel),
+        ),
+        Some(trap) => {
+            let mut message = format!("adapter trapped: {trap}");
+            if let Some(panic) = panic_message(&ctx.stderr.text()) {
+                message.push_str(&format!(" ({panic})"));
+            }
+            AdapterError::trap(message)
+        }
+        None => AdapterError::trap(format!("adapter failed: {}", error.root_cause())),
+    }
+}
+
+/// The panic message a Rust guest printed to stderr before trapping, if any.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("panicked at")?;
+    let text: String = stderr[start..]
+        .lines()
+        .take_while(|line| !line.starts_with("note:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = text.trim();
+    Some(crate::capabilities::log::truncate(text.to_owned(), 1024).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_found_in_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nboom on purpose\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("panicked at src/lib.rs:9:5: boom on purpose"));
+        assert_eq!(panic_message("nothing here"), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! The per-adapter policy: what an adapter may use and how much. Read from TOML, checked
+//! when the adapter is loaded (unknown keys and out-of-range values fail the load with the
+//! line they are on), enforced on every call.
+//!
+//! ```toml
+//! # Every key is optional; these are the defaults.
+//! name = "example"            # state namespace; default: the component's file stem
+//!
+//! [limits]
+//! fuel = 1_000_000_000        # wasm instructions, roughly, per call
+//! memory_mib = 64             # linear memory, all memories of the instance together
+//! deadline_ms = 10_000        # wall clock per call, guest and host imports together
+//! table_elements = 20_000     # elements per table
+//! max_output_bytes = 1_048_576
+//! stdio_bytes = 65_536        # guest stdout and stderr kept, each; the rest is dropped
+//! log_records = 256           # per call; more are counted and dropped
+//! log_line_bytes = 4_096      # longer log messages are cut
+//! progress_reports = 1_024    # per call
+//! state_value_bytes = 65_536
+//! state_key_bytes = 256
+//! state_keys = 10_000         # per adapter
+//! state_ops_per_call = 1_000
+//! max_instance_id_bytes = 256
+//! max_credential_ttl_secs = 43_200
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::contract::ContractBounds;
+use crate::error::Error;
+
+/// An adapter's policy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The adapter's name: its state namespace and its name in logs and receipts. Defaults
+    /// to the component file's stem.
+    pub name: Option<String>,
+    /// Resource limits per call.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Resource limits, per call unless noted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel per call (about one unit per wasm instruction).
+    pub fuel: u64,
+    /// Linear memory of the instance, all memories together, in MiB.
+    pub memory_mib: u64,
+    /// Wall-clock deadline of a call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Elements per table.
+    pub table_elements: u64,
+    /// Bytes of strings and lists the guest may return from one call.
+    pub max_output_bytes: u64,
+    /// Bytes of guest stdout, and of stderr, kept per call.
+    pub stdio_bytes: u64,
+    /// Log records kept per call.
+    pub log_records: u32,
+    /// Longest log message kept, in bytes.
+    pub log_line_bytes: u32,
+    /// Progress reports kept per call.
+    pub progress_reports: u32,
+    /// Largest state value, in bytes.
+    pub state_value_bytes: u64,
+    /// Longest state key, in bytes.
+    pub state_key_bytes: u32,
+    /// State keys per adapter.
+    pub state_keys: u64,
+    /// State operations per call.
+    pub state_ops_per_call: u32,
+    /// Longest instance id, in bytes.
+    pub max_instance_id_bytes: u32,
+    /// Longest life of an ephemeral credential, in seconds.
+    pub max_credential_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 1_000_000_000,
+            memory_mib: 64,
+            deadline_ms: 10_000,
+            table_elements: 20_000,
+            max_output_bytes: 1024 * 1024,
+            stdio_bytes: 64 * 1024,
+            log_records: 256,
+            log_line_bytes: 4096,
+            progress_reports: 1024,
+            state_value_bytes: 64 * 1024,
+            state_key_bytes: 256,
+            state_keys: 10_000,
+            state_ops_per_call: 1000,
+            max_instance_id_bytes: 256,
+            max_credential_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+impl Limits {
+    /// The memory cap in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mib * 1024 * 1024
+    }
+
+    /// The deadline as a duration.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    pub(crate) fn contract_bounds(&self) -> ContractBounds {
+        ContractBounds {
+            max_instance_id_bytes: self.max_instance_id_bytes as usize,
+            max_credential_ttl: Duration::from_secs(self.max_credential_ttl_secs),
+            max_message_bytes: self.max_output_bytes as usize,
+        }
+    }
+
+    /// Check every limit against its allowed range and the runtime's ceilings.
+    pub(crate) fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
+        let checks: [(&str, u64, u64, u64); 11] = [
+            ("limits.fuel", self.fuel, 10_000, 1 << 50),
+            ("limits.memory_mib", self.memory_mib, 1, max_memory_bytes / (1024 * 1024)),
+            ("limits.deadline_ms", self.deadline_ms, 1, 15 * 60 * 1000),
+            ("limits.table_elements", self.table_elements, 16, 10_000_000),
+            ("limits.max_output_bytes", self.max_output_bytes, 1024, 64 * 1024 * 1024),
+            ("limits.stdio_bytes", self.stdio_bytes, 0, 16 * 1024 * 1024),
+            ("limits.state_value_bytes", self.state_value_bytes, 1, 16 * 1024 * 1024),
+            ("limits.state_key_bytes", u64::from(self.state_key_bytes), 1, 4096),
+            ("limits.state_keys", self.state_keys, 1, 100_000_000),
+            ("limits.max_instance_id_bytes", u64::from(self.max_instance_id_bytes), 1, 65_536),
+            ("limits.max_credential_ttl_secs", self.max_credential_ttl_secs, 1, 31 * 24 * 3600),
+        ];
+        for (name, value, min, max) in checks {
+            if value < min || value > max {
+                return Err(format!("{name} = {value} is out of range ({min} to {max})"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Policy {
+    /// Parse a policy from TOML text. `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Policy, Error> {
+        toml::from_str(text).map_err(|e| Error::Policy {
+            origin: origin.to_owned(),
+            message: describe_toml_error(text, &e),
+        })
+    }
+
+    /// Read and parse a policy file.
+    pub fn from_file(path: &Path) -> Result<Policy, Error> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
+            origin: origin.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Policy::from_toml(&text, &origin)
+    }
+
+    /// Check the policy for an adapter load.
+    pub(crate) fn validate(&self, origin: &str, max_memory_bytes: u64) -> Result<(), Error> {
+        let fail = |message: String| Error::Policy { origin: origin.to_owned(), message };
+        if let Some(name) = &self.name {
+            validate_name(name).map_err(fail)?;
+        }
+        self.limits.validate(max_memory_bytes).map_err(fail)
+    }
+}
+
+/// An adapter name: 1 to 64 of `[a-z0-9_-]`, starting with a letter or digit.
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name = {name:?} is not a valid adapter name (1 to 64 of a-z, 0-9, '-', '_', starting with a letter or digit)"
+        ))
+    }
+}
+
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().to_owned();
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}: {message} (`{source}`)")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_policy_is_all_defaults() {
+        let policy = Policy::from_toml("", "p.toml").unwrap();
+        assert_eq!(policy, Policy::default());
+        assert_eq!(policy.limits.memory_bytes(), 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let err = Policy::from_toml("name = \"a\"\n[limits]\nfuell = 5\n", "p.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("policy p.toml: line 3: unknown field `fuell`"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_line() {
+        let err = Policy::from_toml("[limits]\nmemory_mib = \"lots\"\n", "p.toml").unwrap_err();
+        assert!(err.to_string().contains("line 2: invalid type: string \"lots\""), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_limits_are_refused() {
+        let policy = Policy::from_toml("[limits]\nmemory_mib = 100000\n", "p.toml").unwrap();
+        let err = policy.validate("p.toml", 4 << 30).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy p.toml: limits.memory_mib = 100000 is out of range (1 to 4096)"
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("fake-cloud_2").is_ok());
+        for bad in ["", "Upper", "-x", "a/b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

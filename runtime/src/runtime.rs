@@ -1,0 +1,197 @@
+//! [`Runtime`]: one wasmtime engine, one linker, one database and one artifact cache,
+//! shared by every adapter loaded into it. Create it once per process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::adapter::{Adapter, AdapterInfo};
+use crate::cache::{ArtifactCache, sha256_hex};
+use crate::capabilities::{self, CallContext};
+use crate::database::Database;
+use crate::engine::{EngineSettings, build_engine, spawn_epoch_ticker};
+use crate::error::Error;
+use crate::policy::{Policy, validate_name};
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where the database file (`airlock.db`) and the compiled-artifact cache (`cache/`)
+    /// live. Default: `.airlock` in the working directory.
+    pub data_dir: PathBuf,
+    /// Instances that may exist at once (the pooling allocator's size). A call beyond
+    /// that waits for a slot. Default: 128.
+    pub pool_size: u32,
+    /// The highest `limits.memory_mib` any policy may set. Default: 1024.
+    pub max_memory_mib: u64,
+    /// Keep compiled components on disk. Default: true.
+    pub cache_compiled: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            data_dir: PathBuf::from(".airlock"),
+            pool_size: 128,
+            max_memory_mib: 1024,
+            cache_compiled: true,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The default configuration with data kept in `dir`.
+    pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig { data_dir: dir.into(), ..RuntimeConfig::default() }
+    }
+}
+
+/// The Airlock runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallContext>,
+    pub(crate) db: Database,
+    cache: Option<ArtifactCache>,
+    pub(crate) slots: Semaphore,
+    pub(crate) config: RuntimeConfig,
+}
+
+impl Runtime {
+    /// Build the engine, link the capabilities, open the database.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, Error> {
+        if config.pool_size == 0 {
+            return Err(Error::Engine("pool_size must be at least 1".into()));
+        }
+        let engine = build_engine(&EngineSettings {
+            pool_size: config.pool_size,
+            max_memory_bytes: config.max_memory_mib * 1024 * 1024,
+        })?;
+        spawn_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        capabilities::add_to_linker(&mut linker).map_err(|e| Error::Engine(format!("linking capabilities: {e:#}")))?;
+        let db = Database::open(&config.data_dir.join("airlock.db"))?;
+        // Expired state is removed at start-up, in bounded batches, off the call path.
+        let purge_db = db.clone();
+        std::thread::spawn(move || while matches!(purge_db.purge_expired(1000), Ok(1000)) {});
+        let cache = config
+            .cache_compiled
+            .then(|| ArtifactCache::new(config.data_dir.join("cache"), db.clone(), &engine));
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                slots: Semaphore::new(config.pool_size as usize),
+                engine,
+                linker,
+                db,
+                cache,
+                config,
+            }),
+        })
+    }
+
+    /// The configuration this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The database file.
+    pub fn database_path(&self) -> &Path {
+        self.inner.db.path()
+    }
+
+    /// Load the component at `path` under `policy`. The adapter's name is the policy's
+    /// `name`, or else the file stem.
+    pub async fn load_file(&self, path: impl AsRef<Path>, policy: Policy) -> Result<Adapter, Error> {
+        let path = path.as_ref().to_owned();
+        let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Read { path: path.clone(), source })?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        self.load_bytes(&name_from_stem(&stem), bytes, policy, &path.display().to_string()).await
+    }
+
+    /// Load a component from memory. `default_name` is used when the policy names none;
+    /// `origin` names the component in errors.
+    pub async fn load_bytes(&self, default_name: &str, bytes: Vec<u8>, policy: Policy, origin: &str) -> Result<Adapter, Error> {
+        let runtime = self.clone();
+        let default_name = default_name.to_owned();
+        let origin = origin.to_owned();
+        tokio::task::spawn_blocking(move || runtime.load_blocking(&default_name, &bytes, policy, &origin))
+            .await
+            .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
+    }
+
+    fn load_blocking(&self, default_name: &str, bytes: &[u8], policy: Policy, origin: &str) -> Result<Adapter, Error> {
+        let inner = &self.inner;
+        policy.validate(origin, inner.config.max_memory_mib * 1024 * 1024)?;
+        let name = policy.name.clone().unwrap_or_else(|| default_name.to_owned());
+        validate_name(&name).map_err(|message| Error::Policy { origin: origin.to_owned(), message })?;
+        check_component_header(bytes, origin)?;
+        let digest = sha256_hex(bytes);
+        let (component, cache) = match &inner.cache {
+            Some(cache) => cache.load(&inner.engine, bytes, &digest, origin)?,
+            None => (
+                wasmtime::component::Component::new(&inner.engine, bytes).map_err(|e| Error::InvalidComponent {
+                    origin: origin.to_owned(),
+                    message: format!("{e:#}"),
+                })?,
+                crate::cache::CacheOutcome::Compiled,
+            ),
+        };
+        let info = AdapterInfo::describe(&inner.engine, &component, name, digest, bytes.len(), cache);
+        Adapter::prepare(self.clone(), component, policy, info, origin)
+    }
+}
+
+/// A file stem made into a valid adapter name (`Example_Adapter` → `example_adapter`).
+fn name_from_stem(stem: &str) -> String {
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .take(64)
+        .collect();
+    let name = name.trim_start_matches(['-', '_']).to_owned();
+    if name.is_empty() { "adapter".to_owned() } else { name }
+}
+
+/// Tell a core module, a component and something else apart before wasmtime does, so the
+/// author gets an actionable message.
+fn check_component_header(bytes: &[u8], origin: &str) -> Result<(), Error> {
+    let fail = |message: &str| Error::InvalidComponent { origin: origin.to_owned(), message: message.to_owned() };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(fail("it does not start with the WebAssembly magic bytes (\\0asm)"));
+    }
+    match &bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(fail(
+            "it is a core WebAssembly module, not a component; build with `cargo build --target wasm32-wasip2` or `cargo component build`",
+        )),
+        other => Err(fail(&format!("unknown WebAssembly version or layer {other:02x?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_file_stems() {
+        assert_eq!(name_from_stem("example_adapter"), "example_adapter");
+        assert_eq!(name_from_stem("My Adapter.v2"), "my-adapter-v2");
+        assert_eq!(name_from_stem("__"), "adapter");
+    }
+
+    #[test]
+    fn headers() {
+        assert!(check_component_header(b"\0asm\x0d\x00\x01\x00", "x").is_ok());
+        let core = check_component_header(b"\0asm\x01\x00\x00\x00", "x.wasm").unwrap_err().to_string();
+        assert!(core.contains("is a core WebAssembly module, not a component"), "{core}");
+        let junk = check_component_header(b"hello world", "x.wasm").unwrap_err().to_string();
+        assert_eq!(junk, "x.wasm is not a valid WebAssembly component: it does not start with the WebAssembly magic bytes (\\0asm)");
+    }
+}
