@@ -13,5 +13,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use airlock::adapter::types as wit;
-pub(crate) use exports::airlock::adapter::{contract, costs, lifecycle, rotation};
+pub(crate) use self::airlock::adapter::types as wit;
+pub(crate) use self::exports::airlock::adapter::{contract, costs, lifecycle, rotation};

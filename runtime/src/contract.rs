@@ -397,7 +397,7 @@ fn message(field: &str, text: String, bounds: &ContractBounds) -> Checked<String
 pub(crate) fn adapter_error(error: wit::AdapterError, bounds: &ContractBounds) -> Checked<AdapterError> {
     if error.message.trim().is_empty() {
         return violation(format!(
-            "returned a {} error with an empty message",
+            "returned an error ({}) with an empty message",
             ErrorCode::from(error.code)
         ));
     }

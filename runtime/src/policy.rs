@@ -42,6 +42,9 @@ pub struct Policy {
     /// Resource limits per call.
     #[serde(default)]
     pub limits: Limits,
+    /// Where the policy was read from, for error messages.
+    #[serde(skip)]
+    pub origin: Option<String>,
 }
 
 /// Resource limits, per call unless noted.
@@ -148,10 +151,12 @@ impl Limits {
 impl Policy {
     /// Parse a policy from TOML text. `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Policy, Error> {
-        toml::from_str(text).map_err(|e| Error::Policy {
+        let mut policy: Policy = toml::from_str(text).map_err(|e| Error::Policy {
             origin: origin.to_owned(),
             message: describe_toml_error(text, &e),
-        })
+        })?;
+        policy.origin = Some(origin.to_owned());
+        Ok(policy)
     }
 
     /// Read and parse a policy file.
@@ -164,8 +169,10 @@ impl Policy {
         Policy::from_toml(&text, &origin)
     }
 
-    /// Check the policy for an adapter load.
+    /// Check the policy for an adapter load; errors name the policy file, or else the
+    /// component (`origin`) the policy came with.
     pub(crate) fn validate(&self, origin: &str, max_memory_bytes: u64) -> Result<(), Error> {
+        let origin = self.origin.as_deref().unwrap_or(origin);
         let fail = |message: String| Error::Policy { origin: origin.to_owned(), message };
         if let Some(name) = &self.name {
             validate_name(name).map_err(fail)?;
@@ -208,7 +215,8 @@ mod tests {
     #[test]
     fn empty_policy_is_all_defaults() {
         let policy = Policy::from_toml("", "p.toml").unwrap();
-        assert_eq!(policy, Policy::default());
+        assert_eq!(policy.limits, Limits::default());
+        assert_eq!((policy.name, policy.origin.as_deref()), (None, Some("p.toml")));
         assert_eq!(policy.limits.memory_bytes(), 64 * 1024 * 1024);
     }
 

@@ -130,7 +130,10 @@ impl Runtime {
         let inner = &self.inner;
         policy.validate(origin, inner.config.max_memory_mib * 1024 * 1024)?;
         let name = policy.name.clone().unwrap_or_else(|| default_name.to_owned());
-        validate_name(&name).map_err(|message| Error::Policy { origin: origin.to_owned(), message })?;
+        validate_name(&name).map_err(|message| Error::Policy {
+            origin: policy.origin.clone().unwrap_or_else(|| origin.to_owned()),
+            message,
+        })?;
         check_component_header(bytes, origin)?;
         let digest = sha256_hex(bytes);
         let (component, cache) = match &inner.cache {

@@ -1,0 +1,186 @@
+//! Hostile adapters: each is contained with its exact error, the receipt names the limit
+//! that fired, and the next honest call on the same runtime succeeds.
+
+use std::time::Duration;
+
+use airlock::{ErrorCode, ErrorOrigin, LimitKind, Operation, Runtime};
+use serde_json::json;
+
+use crate::common::*;
+
+/// Every hostile adapter has a test of its own name.
+macro_rules! has_test {
+    ($name:ident) => {
+        const _: fn() = $name;
+    };
+}
+foreach_hostile!(has_test);
+
+fn status() -> Operation {
+    Operation::Status { instance_id: "i-1".into() }
+}
+
+/// Invoke `operation` on the hostile adapter at `path` under `policy` and return the error.
+async fn attack(runtime: &Runtime, path: &str, policy: &str, operation: Operation) -> (airlock::AdapterError, airlock::Receipt) {
+    let adapter = load(runtime, path, policy).await;
+    let invocation = adapter.invoke(&json!({}), operation).await;
+    match invocation.result {
+        Ok(output) => panic!("the hostile adapter {path} succeeded: {output:?}"),
+        Err(error) => (error, invocation.receipt),
+    }
+}
+
+#[tokio::test]
+async fn spin_loop() {
+    let t = runtime();
+    let (error, receipt) = attack(&t.runtime, HOSTILE_SPIN_LOOP, "[limits]\nfuel = 200000000\n", status()).await;
+    assert_eq!(error.error_code, ErrorCode::Limit);
+    assert_eq!(error.message, "fuel limit of 200000000 exceeded (limits.fuel)");
+    assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Fuel));
+    assert_eq!(receipt.limit_hit, Some(LimitKind::Fuel));
+    assert_eq!(receipt.fuel_consumed, 200_000_000);
+    assert_honest_call_succeeds(&t.runtime).await;
+
+    // With fuel to spare, the wall-clock deadline stops it instead.
+    let (error, receipt) =
+        attack(&t.runtime, HOSTILE_SPIN_LOOP, "[limits]\nfuel = 1000000000000000\ndeadline_ms = 300\n", status()).await;
+    assert_eq!(error.error_code, ErrorCode::Limit);
+    assert_eq!(error.message, "deadline of 300 ms exceeded (limits.deadline_ms)");
+    assert_eq!(receipt.limit_hit, Some(LimitKind::Deadline));
+    assert!(receipt.wall_time_us >= 300_000, "stopped early: {} µs", receipt.wall_time_us);
+    assert!(receipt.wall_time_us < 10_000_000, "stopped far too late: {} µs", receipt.wall_time_us);
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+async fn memory_bomb() {
+    let t = runtime();
+    let (error, receipt) = attack(&t.runtime, HOSTILE_MEMORY_BOMB, "[limits]\nmemory_mib = 16\n", status()).await;
+    assert_eq!(error.error_code, ErrorCode::Limit);
+    assert!(
+        error.message.starts_with("memory limit of 16 MiB exceeded: the adapter asked for 1"),
+        "{}",
+        error.message
+    );
+    assert_eq!(receipt.limit_hit, Some(LimitKind::Memory));
+    assert!(receipt.memory_peak_bytes <= 16 << 20, "peak {} over the cap", receipt.memory_peak_bytes);
+    assert!(receipt.memory_peak_bytes > 8 << 20, "the bomb did allocate: peak {}", receipt.memory_peak_bytes);
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+async fn deep_recursion() {
+    let t = runtime();
+    let (error, receipt) = attack(&t.runtime, HOSTILE_DEEP_RECURSION, "", status()).await;
+    assert_eq!(error.error_code, ErrorCode::Internal);
+    assert_eq!(error.message, "adapter trapped: wasm trap: call stack exhausted");
+    assert_eq!(error.origin, ErrorOrigin::Trap);
+    assert_eq!(receipt.limit_hit, None);
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+async fn panic() {
+    let t = runtime();
+    for operation in [Operation::ValidateConfig, status(), Operation::Create { params: json!({}), idempotency_key: None }] {
+        let (error, _) = attack(&t.runtime, HOSTILE_PANIC, "", operation).await;
+        assert_eq!(error.error_code, ErrorCode::Internal);
+        assert!(
+            error.message.starts_with("adapter trapped: wasm trap: wasm `unreachable` instruction executed (panicked at hostile/panic/src/lib.rs:"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.ends_with(": hostile adapter panicked on purpose)"), "{}", error.message);
+    }
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+async fn broken_contract() {
+    let t = runtime();
+    let create = |params| Operation::Create { params, idempotency_key: Some("k".into()) };
+    let cases = [
+        (create(json!({})), "adapter broke the contract: `connection` is not valid JSON (key must be a string at line 1 column 2)"),
+        (create(json!({ "emptyId": true })), "adapter broke the contract: `instanceId` is empty"),
+        (create(json!({ "hugeId": true })), "adapter broke the contract: `instanceId` is 1048576 bytes; the limit is 256"),
+        (status(), "adapter broke the contract: progress current (7) is greater than total (3)"),
+        (
+            Operation::Credentials { instance_id: "i-1".into() },
+            "adapter broke the contract: ephemeral credential already expired (expiresAt 1970-01-01T00:00:01.000Z)",
+        ),
+        (
+            Operation::Destroy { instance_id: "i-1".into() },
+            "adapter broke the contract: returned an error (INTERNAL) with an empty message",
+        ),
+    ];
+    for (operation, message) in cases {
+        let (error, receipt) = attack(&t.runtime, HOSTILE_BROKEN_CONTRACT, "", operation).await;
+        assert_eq!((error.error_code, error.message.as_str()), (ErrorCode::Internal, message));
+        assert_eq!(error.origin, ErrorOrigin::Contract);
+        assert!(receipt.instantiated);
+    }
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+async fn wrong_world() {
+    let t = runtime();
+    let error = t
+        .runtime
+        .load_file(HOSTILE_WRONG_WORLD, airlock::Policy::default())
+        .await
+        .err()
+        .expect("a component of the wrong world does not load");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{HOSTILE_WRONG_WORLD} does not implement the airlock:adapter world: it does not export \
+             `airlock:adapter/contract@0.1.0`; it exports [\"airlock:adapter/contract@0.0.1\"] instead; \
+             rebuild it against this runtime's WIT (airlock:adapter@0.1.0)"
+        )
+    );
+    assert!(matches!(error, airlock::Error::WorldMismatch { .. }));
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+/// Hostile calls running beside honest ones on one runtime: every honest call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_calls_do_not_disturb_honest_ones_running_beside_them() {
+    let t = runtime();
+    let policy = "[limits]\nfuel = 100000000\nmemory_mib = 16\ndeadline_ms = 2000\n";
+    let spin = load(&t.runtime, HOSTILE_SPIN_LOOP, policy).await;
+    let bomb = load(&t.runtime, HOSTILE_MEMORY_BOMB, policy).await;
+    let panic = load(&t.runtime, HOSTILE_PANIC, policy).await;
+    let example = load(&t.runtime, EXAMPLE_ADAPTER, "").await;
+
+    let mut hostile = Vec::new();
+    for round in 0..4 {
+        for adapter in [&spin, &bomb, &panic] {
+            let adapter = adapter.clone();
+            hostile.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(round * 20)).await;
+                adapter.invoke(&json!({}), Operation::Status { instance_id: "x".into() }).await.result.unwrap_err().error_code
+            }));
+        }
+    }
+    let honest: Vec<_> = (0..40)
+        .map(|i| {
+            let example = example.clone();
+            tokio::spawn(async move {
+                let config = example_config(0);
+                let created = example.create(&config, &json!({ "name": format!("n{i}") }), Some(&format!("k{i}"))).await?;
+                example.status(&config, &created.instance_id).await
+            })
+        })
+        .collect();
+    for call in honest {
+        let status = call.await.unwrap().expect("honest call beside hostile ones");
+        assert_eq!(status.status, airlock::Status::Success);
+    }
+    let mut codes: Vec<ErrorCode> = Vec::new();
+    for call in hostile {
+        codes.push(call.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == ErrorCode::Limit).count(), 8, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == ErrorCode::Internal).count(), 4, "{codes:?}");
+}

@@ -1,0 +1,11 @@
+//! Airlock's integration tests: real components built from adapters/ by runtime/build.rs,
+//! run in the real runtime, with a real database file in a temporary directory.
+
+#![allow(unreachable_pub, missing_docs)]
+
+#[macro_use]
+mod common;
+mod cli;
+mod example;
+mod hostile;
+mod loading;
