@@ -11,7 +11,10 @@ pub(crate) const GUEST_TARGET: &str = "wasm32-wasip2";
 /// The repository root (the parent of the crate running this build script).
 pub(crate) fn repo_root() -> PathBuf {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    manifest.parent().expect("crate has a parent directory").to_owned()
+    manifest
+        .parent()
+        .expect("crate has a parent directory")
+        .to_owned()
 }
 
 /// Where guests are built: `adapters` inside the host's target directory, so one target
@@ -19,7 +22,13 @@ pub(crate) fn repo_root() -> PathBuf {
 pub(crate) fn guest_target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|dir| if dir.is_absolute() { dir } else { root.join(dir) })
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
         .unwrap_or_else(|| root.join("target"))
         .join("adapters")
 }
@@ -27,7 +36,14 @@ pub(crate) fn guest_target_dir(root: &Path) -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // The host build's flags are for the host, not for wasm guests.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -46,9 +62,14 @@ fn ensure_target() {
         return;
     }
     println!("cargo:warning=installing the {GUEST_TARGET} target with rustup");
-    let ok = Command::new("rustup").args(["target", "add", GUEST_TARGET]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("rustup")
+        .args(["target", "add", GUEST_TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        panic!("the {GUEST_TARGET} target is not installed and `rustup target add {GUEST_TARGET}` failed; install it and build again");
+        panic!(
+            "the {GUEST_TARGET} target is not installed and `rustup target add {GUEST_TARGET}` failed; install it and build again"
+        );
     }
 }
 
@@ -67,16 +88,32 @@ pub(crate) fn build_guests(packages: &[String]) -> Vec<(String, PathBuf)> {
         .map(|package| {
             let status = cargo()
                 .current_dir(&adapters)
-                .args(["build", "--release", "--quiet", "--target", GUEST_TARGET, "-p", package, "--target-dir"])
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--target",
+                    GUEST_TARGET,
+                    "-p",
+                    package,
+                    "--target-dir",
+                ])
                 .arg(&target_dir)
                 .status()
                 .unwrap_or_else(|e| panic!("running cargo for guest {package}: {e}"));
-            assert!(status.success(), "building guest {package} for {GUEST_TARGET} failed (see the errors above)");
+            assert!(
+                status.success(),
+                "building guest {package} for {GUEST_TARGET} failed (see the errors above)"
+            );
             let wasm = target_dir
                 .join(GUEST_TARGET)
                 .join("release")
                 .join(format!("{}.wasm", package.replace('-', "_")));
-            assert!(wasm.exists(), "guest {package} built but {} is missing", wasm.display());
+            assert!(
+                wasm.exists(),
+                "guest {package} built but {} is missing",
+                wasm.display()
+            );
             (package.clone(), wasm)
         })
         .collect()
@@ -88,7 +125,12 @@ pub(crate) fn guest_packages() -> Vec<String> {
     let mut dirs = vec![adapters.join("example")];
     for group in ["hostile", "realistic"] {
         if let Ok(entries) = std::fs::read_dir(adapters.join(group)) {
-            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.join("Cargo.toml").exists()));
+            dirs.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("Cargo.toml").exists()),
+            );
         }
     }
     let mut packages: Vec<String> = dirs
@@ -96,9 +138,11 @@ pub(crate) fn guest_packages() -> Vec<String> {
         .filter_map(|dir| std::fs::read_to_string(dir.join("Cargo.toml")).ok())
         .filter(|manifest| manifest.contains("cdylib"))
         .filter_map(|manifest| {
-            manifest
-                .lines()
-                .find_map(|line| line.trim().strip_prefix("name = \"").map(|rest| rest.trim_end_matches('"').to_owned()))
+            manifest.lines().find_map(|line| {
+                line.trim()
+                    .strip_prefix("name = \"")
+                    .map(|rest| rest.trim_end_matches('"').to_owned())
+            })
         })
         .collect();
     packages.sort();

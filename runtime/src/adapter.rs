@@ -68,11 +68,29 @@ impl AdapterInfo {
         cache: CacheOutcome,
     ) -> AdapterInfo {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-        let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let has = |wanted: &str| exports.iter().any(|e| e == wanted);
-        let optional = OptionalInterfaces { lifecycle: has(LIFECYCLE), costs: has(COSTS), rotation: has(ROTATION) };
-        AdapterInfo { name, sha256, size_bytes, cache, exports, imports, optional }
+        let optional = OptionalInterfaces {
+            lifecycle: has(LIFECYCLE),
+            costs: has(COSTS),
+            rotation: has(ROTATION),
+        };
+        AdapterInfo {
+            name,
+            sha256,
+            size_bytes,
+            cache,
+            exports,
+            imports,
+            optional,
+        }
     }
 
     /// The Airlock capabilities the component imports (`state`, `log`, …).
@@ -116,18 +134,35 @@ pub struct CallOptions {
 }
 
 fn mismatch(origin: &str, message: String) -> Error {
-    Error::WorldMismatch { origin: origin.to_owned(), message }
+    Error::WorldMismatch {
+        origin: origin.to_owned(),
+        message,
+    }
 }
 
 impl Adapter {
-    pub(crate) fn prepare(runtime: Runtime, component: Component, policy: Policy, info: AdapterInfo, origin: &str) -> Result<Adapter, Error> {
+    pub(crate) fn prepare(
+        runtime: Runtime,
+        component: Component,
+        policy: Policy,
+        info: AdapterInfo,
+        origin: &str,
+    ) -> Result<Adapter, Error> {
         let engine = &runtime.inner.engine;
         // Imports first: a component asking for something Airlock does not grant (a newer
         // WASI, wasi:http, an unknown interface) is told which one.
         for (name, item) in component.component_type().imports(engine) {
             let known = name.starts_with("airlock:adapter/") || name.starts_with("wasi:");
-            if !known || matches!(item.ty, ComponentItem::CoreFunc(_) | ComponentItem::Module(_)) {
-                return Err(mismatch(origin, format!("it imports `{name}`, which Airlock does not provide")));
+            if !known
+                || matches!(
+                    item.ty,
+                    ComponentItem::CoreFunc(_) | ComponentItem::Module(_)
+                )
+            {
+                return Err(mismatch(
+                    origin,
+                    format!("it imports `{name}`, which Airlock does not provide"),
+                ));
             }
         }
         let pre = runtime
@@ -137,22 +172,38 @@ impl Adapter {
             .map_err(|e| mismatch(origin, format!("its imports cannot be satisfied: {e:#}")))?;
 
         if !info.exports.iter().any(|e| e == CONTRACT) {
-            let similar: Vec<&String> = info.exports.iter().filter(|e| e.contains("contract")).collect();
+            let similar: Vec<&String> = info
+                .exports
+                .iter()
+                .filter(|e| e.contains("contract"))
+                .collect();
             let hint = if similar.is_empty() {
                 format!("it exports {:?}", info.exports)
             } else {
-                format!("it exports {similar:?} instead; rebuild it against this runtime's WIT (airlock:adapter@0.1.0)")
+                format!(
+                    "it exports {similar:?} instead; rebuild it against this runtime's WIT (airlock:adapter@0.1.0)"
+                )
             };
-            return Err(mismatch(origin, format!("it does not export `{CONTRACT}`; {hint}")));
+            return Err(mismatch(
+                origin,
+                format!("it does not export `{CONTRACT}`; {hint}"),
+            ));
         }
-        let contract = contract::GuestIndices::new(&pre)
-            .map_err(|e| mismatch(origin, format!("its `{CONTRACT}` export does not match the WIT: {e:#}")))?;
+        let contract = contract::GuestIndices::new(&pre).map_err(|e| {
+            mismatch(
+                origin,
+                format!("its `{CONTRACT}` export does not match the WIT: {e:#}"),
+            )
+        })?;
         // An optional interface is either absent, or present and exactly right.
         macro_rules! optional {
             ($present:expr, $module:ident, $wit:expr) => {
                 if $present {
                     Some($module::GuestIndices::new(&pre).map_err(|e| {
-                        mismatch(origin, format!("its `{}` export does not match the WIT: {e:#}", $wit))
+                        mismatch(
+                            origin,
+                            format!("its `{}` export does not match the WIT: {e:#}", $wit),
+                        )
                     })?)
                 } else {
                     None
@@ -166,7 +217,15 @@ impl Adapter {
             rotation: optional!(info.optional.rotation, rotation, ROTATION),
         };
         tracing::info!(target: "airlock::load", adapter = %info.name, sha256 = %info.sha256, cache = ?info.cache, "adapter loaded");
-        Ok(Adapter { inner: Arc::new(AdapterInner { runtime, pre, exports, policy, info }) })
+        Ok(Adapter {
+            inner: Arc::new(AdapterInner {
+                runtime,
+                pre,
+                exports,
+                policy,
+                info,
+            }),
+        })
     }
 
     /// The adapter's name.
@@ -186,22 +245,39 @@ impl Adapter {
 
     /// Run `operation` with `config` in a fresh instance; the full outcome with its receipt.
     pub async fn invoke(&self, config: &Value, operation: Operation) -> Invocation {
-        self.invoke_with(config, operation, CallOptions::default()).await
+        self.invoke_with(config, operation, CallOptions::default())
+            .await
     }
 
     /// [`Adapter::invoke`] with options (live progress).
-    pub async fn invoke_with(&self, config: &Value, operation: Operation, options: CallOptions) -> Invocation {
+    pub async fn invoke_with(
+        &self,
+        config: &Value,
+        operation: Operation,
+        options: CallOptions,
+    ) -> Invocation {
         crate::invoke::invoke(&self.inner, config, operation, options).await
     }
 
     /// `validate-config`.
     pub async fn validate_config(&self, config: &Value) -> Result<(), AdapterError> {
-        self.invoke(config, Operation::ValidateConfig).await.result.map(|_| ())
+        self.invoke(config, Operation::ValidateConfig)
+            .await
+            .result
+            .map(|_| ())
     }
 
     /// `create`.
-    pub async fn create(&self, config: &Value, params: &Value, idempotency_key: Option<&str>) -> Result<ProvisionResult, AdapterError> {
-        let op = Operation::Create { params: params.clone(), idempotency_key: idempotency_key.map(str::to_owned) };
+    pub async fn create(
+        &self,
+        config: &Value,
+        params: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<ProvisionResult, AdapterError> {
+        let op = Operation::Create {
+            params: params.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+        };
         match self.invoke(config, op).await.result? {
             Output::Provisioned(result) => Ok(result),
             other => Err(unexpected(other)),
@@ -209,51 +285,130 @@ impl Adapter {
     }
 
     /// `status`.
-    pub async fn status(&self, config: &Value, instance_id: &str) -> Result<StatusDetail, AdapterError> {
-        self.status_like(config, Operation::Status { instance_id: instance_id.to_owned() }).await
+    pub async fn status(
+        &self,
+        config: &Value,
+        instance_id: &str,
+    ) -> Result<StatusDetail, AdapterError> {
+        self.status_like(
+            config,
+            Operation::Status {
+                instance_id: instance_id.to_owned(),
+            },
+        )
+        .await
     }
 
     /// `destroy`.
     pub async fn destroy(&self, config: &Value, instance_id: &str) -> Result<(), AdapterError> {
-        self.invoke(config, Operation::Destroy { instance_id: instance_id.to_owned() }).await.result.map(|_| ())
+        self.invoke(
+            config,
+            Operation::Destroy {
+                instance_id: instance_id.to_owned(),
+            },
+        )
+        .await
+        .result
+        .map(|_| ())
     }
 
     /// `credentials`.
-    pub async fn credentials(&self, config: &Value, instance_id: &str) -> Result<Credential, AdapterError> {
-        self.credential_like(config, Operation::Credentials { instance_id: instance_id.to_owned() }).await
+    pub async fn credentials(
+        &self,
+        config: &Value,
+        instance_id: &str,
+    ) -> Result<Credential, AdapterError> {
+        self.credential_like(
+            config,
+            Operation::Credentials {
+                instance_id: instance_id.to_owned(),
+            },
+        )
+        .await
     }
 
     /// Optional `pause`; `PERMANENT` if the adapter lacks `lifecycle`.
-    pub async fn pause(&self, config: &Value, instance_id: &str) -> Result<StatusDetail, AdapterError> {
-        self.status_like(config, Operation::Pause { instance_id: instance_id.to_owned() }).await
+    pub async fn pause(
+        &self,
+        config: &Value,
+        instance_id: &str,
+    ) -> Result<StatusDetail, AdapterError> {
+        self.status_like(
+            config,
+            Operation::Pause {
+                instance_id: instance_id.to_owned(),
+            },
+        )
+        .await
     }
 
     /// Optional `resume`; `PERMANENT` if the adapter lacks `lifecycle`.
-    pub async fn resume(&self, config: &Value, instance_id: &str) -> Result<StatusDetail, AdapterError> {
-        self.status_like(config, Operation::Resume { instance_id: instance_id.to_owned() }).await
+    pub async fn resume(
+        &self,
+        config: &Value,
+        instance_id: &str,
+    ) -> Result<StatusDetail, AdapterError> {
+        self.status_like(
+            config,
+            Operation::Resume {
+                instance_id: instance_id.to_owned(),
+            },
+        )
+        .await
     }
 
     /// Optional `estimate-costs`; `PERMANENT` if the adapter lacks `costs`.
-    pub async fn estimate_costs(&self, config: &Value, instance_id: &str) -> Result<CostEstimate, AdapterError> {
-        match self.invoke(config, Operation::EstimateCosts { instance_id: instance_id.to_owned() }).await.result? {
+    pub async fn estimate_costs(
+        &self,
+        config: &Value,
+        instance_id: &str,
+    ) -> Result<CostEstimate, AdapterError> {
+        match self
+            .invoke(
+                config,
+                Operation::EstimateCosts {
+                    instance_id: instance_id.to_owned(),
+                },
+            )
+            .await
+            .result?
+        {
             Output::CostEstimate(estimate) => Ok(estimate),
             other => Err(unexpected(other)),
         }
     }
 
     /// Optional `rotate-credentials`; `PERMANENT` if the adapter lacks `rotation`.
-    pub async fn rotate_credentials(&self, config: &Value, instance_id: &str) -> Result<Credential, AdapterError> {
-        self.credential_like(config, Operation::RotateCredentials { instance_id: instance_id.to_owned() }).await
+    pub async fn rotate_credentials(
+        &self,
+        config: &Value,
+        instance_id: &str,
+    ) -> Result<Credential, AdapterError> {
+        self.credential_like(
+            config,
+            Operation::RotateCredentials {
+                instance_id: instance_id.to_owned(),
+            },
+        )
+        .await
     }
 
-    async fn status_like(&self, config: &Value, op: Operation) -> Result<StatusDetail, AdapterError> {
+    async fn status_like(
+        &self,
+        config: &Value,
+        op: Operation,
+    ) -> Result<StatusDetail, AdapterError> {
         match self.invoke(config, op).await.result? {
             Output::Status(detail) => Ok(detail),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn credential_like(&self, config: &Value, op: Operation) -> Result<Credential, AdapterError> {
+    async fn credential_like(
+        &self,
+        config: &Value,
+        op: Operation,
+    ) -> Result<Credential, AdapterError> {
         match self.invoke(config, op).await.result? {
             Output::Credential(credential) => Ok(credential),
             other => Err(unexpected(other)),
@@ -262,5 +417,8 @@ impl Adapter {
 }
 
 fn unexpected(output: Output) -> AdapterError {
-    AdapterError::host(crate::ErrorCode::Internal, format!("runtime bug: unexpected output {output:?}"))
+    AdapterError::host(
+        crate::ErrorCode::Internal,
+        format!("runtime bug: unexpected output {output:?}"),
+    )
 }

@@ -40,15 +40,28 @@ impl ArtifactCache {
     pub(crate) fn new(dir: PathBuf, db: Database, engine: &Engine) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        ArtifactCache { dir, db, engine_key: format!("{:016x}", hasher.finish()) }
+        ArtifactCache {
+            dir,
+            db,
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
     }
 
     fn fail(&self, message: String) -> Error {
-        Error::Cache { path: self.dir.clone(), message }
+        Error::Cache {
+            path: self.dir.clone(),
+            message,
+        }
     }
 
     /// The component for `bytes` (whose digest is `digest`), from the cache or compiled.
-    pub(crate) fn load(&self, engine: &Engine, bytes: &[u8], digest: &str, origin: &str) -> Result<(Component, CacheOutcome), Error> {
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest: &str,
+        origin: &str,
+    ) -> Result<(Component, CacheOutcome), Error> {
         let key = format!("{digest}-{}", self.engine_key);
         let path = self.dir.join(format!("{key}.cwasm"));
         if let Some(component) = self.try_hit(engine, &key, &path)? {
@@ -69,7 +82,9 @@ impl ArtifactCache {
         let Some(recorded) = self.db.artifact_digest(key).map_err(|e| self.fail(e))? else {
             return Ok(None);
         };
-        let Ok(bytes) = std::fs::read(path) else { return Ok(None) };
+        let Ok(bytes) = std::fs::read(path) else {
+            return Ok(None);
+        };
         if sha256_hex(&bytes) != recorded {
             tracing::warn!(target: "airlock::cache", path = %path.display(), "cached artifact does not match its recorded digest; recompiling");
             return Ok(None);
@@ -89,11 +104,18 @@ impl ArtifactCache {
     }
 
     fn store(&self, key: &str, path: &Path, component: &Component) -> Result<(), Error> {
-        let bytes = component.serialize().map_err(|e| self.fail(format!("serialize: {e:#}")))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| self.fail(format!("serialize: {e:#}")))?;
         std::fs::create_dir_all(&self.dir).map_err(|e| self.fail(format!("create: {e}")))?;
-        let mut file = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| self.fail(format!("temp file: {e}")))?;
-        file.write_all(&bytes).map_err(|e| self.fail(format!("write: {e}")))?;
-        file.persist(path).map_err(|e| self.fail(format!("rename: {e}")))?;
-        self.db.record_artifact(key, &sha256_hex(&bytes)).map_err(|e| self.fail(e))
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir)
+            .map_err(|e| self.fail(format!("temp file: {e}")))?;
+        file.write_all(&bytes)
+            .map_err(|e| self.fail(format!("write: {e}")))?;
+        file.persist(path)
+            .map_err(|e| self.fail(format!("rename: {e}")))?;
+        self.db
+            .record_artifact(key, &sha256_hex(&bytes))
+            .map_err(|e| self.fail(e))
     }
 }

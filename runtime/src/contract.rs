@@ -146,7 +146,12 @@ pub struct AdapterError {
 impl AdapterError {
     /// An error the runtime itself raises.
     pub(crate) fn host(code: ErrorCode, message: impl Into<String>) -> Self {
-        AdapterError { error_code: code, message: message.into(), raw: None, origin: ErrorOrigin::Host }
+        AdapterError {
+            error_code: code,
+            message: message.into(),
+            raw: None,
+            origin: ErrorOrigin::Host,
+        }
     }
 
     pub(crate) fn limit(kind: LimitKind, message: impl Into<String>) -> Self {
@@ -180,7 +185,9 @@ impl AdapterError {
     pub(crate) fn unsupported(operation: &str, interface: &str) -> Self {
         AdapterError::host(
             ErrorCode::Permanent,
-            format!("{operation} is not supported by this adapter (it does not export `{interface}`)"),
+            format!(
+                "{operation} is not supported by this adapter (it does not export `{interface}`)"
+            ),
         )
     }
 }
@@ -394,7 +401,10 @@ fn message(field: &str, text: String, bounds: &ContractBounds) -> Checked<String
     Ok(text)
 }
 
-pub(crate) fn adapter_error(error: wit::AdapterError, bounds: &ContractBounds) -> Checked<AdapterError> {
+pub(crate) fn adapter_error(
+    error: wit::AdapterError,
+    bounds: &ContractBounds,
+) -> Checked<AdapterError> {
     if error.message.trim().is_empty() {
         return violation(format!(
             "returned an error ({}) with an empty message",
@@ -440,35 +450,52 @@ fn status(status: wit::Status) -> Status {
     }
 }
 
-pub(crate) fn status_detail(detail: wit::StatusDetail, bounds: &ContractBounds) -> Checked<StatusDetail> {
+pub(crate) fn status_detail(
+    detail: wit::StatusDetail,
+    bounds: &ContractBounds,
+) -> Checked<StatusDetail> {
     let status = status(detail.status);
-    if let Some(p) = detail.progress {
-        if p.current > p.total {
-            return violation(format!(
-                "progress current ({}) is greater than total ({})",
-                p.current, p.total
-            ));
-        }
+    if let Some(p) = detail.progress
+        && p.current > p.total
+    {
+        return violation(format!(
+            "progress current ({}) is greater than total ({})",
+            p.current, p.total
+        ));
     }
     if detail.error_code.is_some() && !matches!(status, Status::Failed | Status::Cancelled) {
         return violation(format!(
             "status {} carries an error code; only FAILED or CANCELLED may",
-            serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
         ));
     }
     Ok(StatusDetail {
         status,
         error_code: detail.error_code.map(ErrorCode::from),
-        message: detail.message.map(|m| message("message", m, bounds)).transpose()?,
-        progress: detail.progress.map(|p| Progress { current: p.current, total: p.total }),
+        message: detail
+            .message
+            .map(|m| message("message", m, bounds))
+            .transpose()?,
+        progress: detail.progress.map(|p| Progress {
+            current: p.current,
+            total: p.total,
+        }),
         raw: optional_object("raw", detail.raw)?,
     })
 }
 
-pub(crate) fn credential(credential: wit::Credential, bounds: &ContractBounds) -> Checked<Credential> {
+pub(crate) fn credential(
+    credential: wit::Credential,
+    bounds: &ContractBounds,
+) -> Checked<Credential> {
     match credential {
         wit::Credential::Ephemeral(c) => {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             let expires = Duration::from_millis(c.expires_at_ms);
             if expires <= now {
                 return violation(format!(
@@ -511,14 +538,19 @@ pub(crate) fn cost_estimate(
     estimate: crate::bindings::costs::CostEstimate,
     bounds: &ContractBounds,
 ) -> Checked<CostEstimate> {
-    let currency_ok = estimate.currency.len() == 3
-        && estimate.currency.chars().all(|c| c.is_ascii_uppercase());
+    let currency_ok =
+        estimate.currency.len() == 3 && estimate.currency.chars().all(|c| c.is_ascii_uppercase());
     if !currency_ok {
-        return violation(format!("currency {:?} is not an ISO 4217 code", estimate.currency));
+        return violation(format!(
+            "currency {:?} is not an ISO 4217 code",
+            estimate.currency
+        ));
     }
     for (field, amount) in [("hourly", &estimate.hourly), ("monthly", &estimate.monthly)] {
         if !is_decimal(amount) {
-            return violation(format!("`{field}` {amount:?} is not a non-negative decimal"));
+            return violation(format!(
+                "`{field}` {amount:?} is not a non-negative decimal"
+            ));
         }
     }
     Ok(CostEstimate {
@@ -536,7 +568,8 @@ fn is_decimal(text: &str) -> bool {
     !whole.is_empty()
         && whole.len() <= 18
         && whole.bytes().all(|b| b.is_ascii_digit())
-        && fraction.is_none_or(|f| !f.is_empty() && f.len() <= 12 && f.bytes().all(|b| b.is_ascii_digit()))
+        && fraction
+            .is_none_or(|f| !f.is_empty() && f.len() <= 12 && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC.
@@ -572,9 +605,15 @@ mod tests {
         assert_eq!(ok.connection["host"], "h");
         let err = |r, key| provision_result(r, key, &bounds()).unwrap_err().0;
         assert_eq!(err(result("", "{}"), Some("k")), "`instanceId` is empty");
-        assert_eq!(err(result(&"x".repeat(257), "{}"), Some("k")), "`instanceId` is 257 bytes; the limit is 256");
+        assert_eq!(
+            err(result(&"x".repeat(257), "{}"), Some("k")),
+            "`instanceId` is 257 bytes; the limit is 256"
+        );
         assert!(err(result("i", "{oops"), Some("k")).starts_with("`connection` is not valid JSON"));
-        assert_eq!(err(result("i", "[1]"), Some("k")), "`connection` must be a JSON object, got an array");
+        assert_eq!(
+            err(result("i", "[1]"), Some("k")),
+            "`connection` must be a JSON object, got an array"
+        );
         assert!(err(result("i", "{}"), Some("other")).starts_with("`idempotencyKey` must echo"));
     }
 
@@ -589,24 +628,47 @@ mod tests {
         };
         assert!(status_detail(detail(wit::Status::Running, 3, 3, None), &bounds()).is_ok());
         assert_eq!(
-            status_detail(detail(wit::Status::Running, 7, 3, None), &bounds()).unwrap_err().0,
+            status_detail(detail(wit::Status::Running, 7, 3, None), &bounds())
+                .unwrap_err()
+                .0,
             "progress current (7) is greater than total (3)"
         );
         assert_eq!(
-            status_detail(detail(wit::Status::Success, 1, 1, Some(wit::ErrorCode::Auth)), &bounds())
-                .unwrap_err()
-                .0,
+            status_detail(
+                detail(wit::Status::Success, 1, 1, Some(wit::ErrorCode::Auth)),
+                &bounds()
+            )
+            .unwrap_err()
+            .0,
             "status SUCCESS carries an error code; only FAILED or CANCELLED may"
         );
     }
 
     #[test]
     fn credentials_must_expire_in_the_future_within_the_ttl() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let eph = |at| wit::Credential::Ephemeral(wit::EphemeralCredential { values: "{}".into(), expires_at_ms: at });
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let eph = |at| {
+            wit::Credential::Ephemeral(wit::EphemeralCredential {
+                values: "{}".into(),
+                expires_at_ms: at,
+            })
+        };
         assert!(credential(eph(now + 60_000), &bounds()).is_ok());
-        assert!(credential(eph(1000), &bounds()).unwrap_err().0.starts_with("ephemeral credential already expired"));
-        assert!(credential(eph(now + 7_200_000), &bounds()).unwrap_err().0.contains("at most 3600s"));
+        assert!(
+            credential(eph(1000), &bounds())
+                .unwrap_err()
+                .0
+                .starts_with("ephemeral credential already expired")
+        );
+        assert!(
+            credential(eph(now + 7_200_000), &bounds())
+                .unwrap_err()
+                .0
+                .contains("at most 3600s")
+        );
     }
 
     #[test]

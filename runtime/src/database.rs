@@ -51,7 +51,10 @@ const POOL_IDLE: usize = 8;
 pub(crate) type DbResult<T> = Result<T, String>;
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 fn expiry(ttl: Option<Duration>) -> Option<i64> {
@@ -61,11 +64,20 @@ fn expiry(ttl: Option<Duration>) -> Option<i64> {
 impl Database {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub(crate) fn open(path: &Path) -> Result<Database, Error> {
-        let fail = |message: String| Error::Database { path: path.to_owned(), message };
+        let fail = |message: String| Error::Database {
+            path: path.to_owned(),
+            message,
+        };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create directory: {e}")))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create directory: {e}")))?;
         }
-        let db = Database { inner: Arc::new(Inner { path: path.to_owned(), pool: Mutex::new(Vec::new()) }) };
+        let db = Database {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool: Mutex::new(Vec::new()),
+            }),
+        };
         let conn = db.connect().map_err(fail)?;
         migrate(&conn).map_err(|e| fail(e.to_string()))?;
         db.release(conn);
@@ -79,7 +91,8 @@ impl Database {
 
     fn connect(&self) -> DbResult<Connection> {
         let conn = Connection::open(&self.inner.path).map_err(|e| e.to_string())?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(|e| e.to_string())?;
         Ok(conn)
@@ -93,8 +106,16 @@ impl Database {
     }
 
     /// Run `f` with a pooled connection, on the calling thread.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>) -> DbResult<R> {
-        let pooled = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    pub(crate) fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> DbResult<R> {
+        let pooled = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let mut conn = match pooled {
             Some(conn) => conn,
             None => self.connect()?,
@@ -117,7 +138,11 @@ impl Database {
 
     // --- adapter state ---
 
-    pub(crate) async fn state_get(&self, namespace: String, key: String) -> DbResult<Option<Vec<u8>>> {
+    pub(crate) async fn state_get(
+        &self,
+        namespace: String,
+        key: String,
+    ) -> DbResult<Option<Vec<u8>>> {
         self.run(move |conn| {
             conn.query_row(
                 "SELECT value FROM adapter_state
@@ -284,21 +309,64 @@ mod tests {
         let db = Database::open(&dir.path().join("airlock.db")).unwrap();
         let ns = || "adapter-a".to_owned();
         assert_eq!(db.state_get(ns(), "k".into()).await.unwrap(), None);
-        assert!(db.state_set(ns(), "k".into(), b"v1".to_vec(), None, 2).await.unwrap());
-        assert_eq!(db.state_get(ns(), "k".into()).await.unwrap(), Some(b"v1".to_vec()));
+        assert!(
+            db.state_set(ns(), "k".into(), b"v1".to_vec(), None, 2)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            db.state_get(ns(), "k".into()).await.unwrap(),
+            Some(b"v1".to_vec())
+        );
         // Other namespaces do not see it.
-        assert_eq!(db.state_get("adapter-b".into(), "k".into()).await.unwrap(), None);
+        assert_eq!(
+            db.state_get("adapter-b".into(), "k".into()).await.unwrap(),
+            None
+        );
         // insert-new loses to a live key, wins on an absent one.
-        assert_eq!(db.state_insert_new(ns(), "k".into(), b"x".to_vec(), None, 2).await.unwrap(), Some(false));
-        assert_eq!(db.state_insert_new(ns(), "j".into(), b"x".to_vec(), None, 2).await.unwrap(), Some(true));
+        assert_eq!(
+            db.state_insert_new(ns(), "k".into(), b"x".to_vec(), None, 2)
+                .await
+                .unwrap(),
+            Some(false)
+        );
+        assert_eq!(
+            db.state_insert_new(ns(), "j".into(), b"x".to_vec(), None, 2)
+                .await
+                .unwrap(),
+            Some(true)
+        );
         // The quota counts live keys: a third is refused, an overwrite is not.
-        assert!(!db.state_set(ns(), "third".into(), b"x".to_vec(), None, 2).await.unwrap());
-        assert!(db.state_set(ns(), "k".into(), b"v2".to_vec(), None, 2).await.unwrap());
+        assert!(
+            !db.state_set(ns(), "third".into(), b"x".to_vec(), None, 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            db.state_set(ns(), "k".into(), b"v2".to_vec(), None, 2)
+                .await
+                .unwrap()
+        );
         // An expired key reads as absent and can be claimed again.
-        assert!(db.state_set(ns(), "short".into(), b"x".to_vec(), Some(Duration::from_millis(1)), 10).await.unwrap());
+        assert!(
+            db.state_set(
+                ns(),
+                "short".into(),
+                b"x".to_vec(),
+                Some(Duration::from_millis(1)),
+                10
+            )
+            .await
+            .unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(db.state_get(ns(), "short".into()).await.unwrap(), None);
-        assert_eq!(db.state_insert_new(ns(), "short".into(), b"y".to_vec(), None, 10).await.unwrap(), Some(true));
+        assert_eq!(
+            db.state_insert_new(ns(), "short".into(), b"y".to_vec(), None, 10)
+                .await
+                .unwrap(),
+            Some(true)
+        );
         assert!(db.state_delete(ns(), "short".into()).await.unwrap());
         assert!(!db.state_delete(ns(), "short".into()).await.unwrap());
     }
@@ -309,8 +377,13 @@ mod tests {
         let path = dir.path().join("airlock.db");
         let one = Database::open(&path).unwrap();
         let two = Database::open(&path).unwrap();
-        one.state_set("a".into(), "k".into(), b"v".to_vec(), None, 10).await.unwrap();
-        assert_eq!(two.state_get("a".into(), "k".into()).await.unwrap(), Some(b"v".to_vec()));
+        one.state_set("a".into(), "k".into(), b"v".to_vec(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            two.state_get("a".into(), "k".into()).await.unwrap(),
+            Some(b"v".to_vec())
+        );
         assert_eq!(one.purge_expired(100).unwrap(), 0);
     }
 }

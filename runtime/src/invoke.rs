@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::Value;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::adapter::{AdapterInner, CallOptions, COSTS, LIFECYCLE, ROTATION};
+use crate::adapter::{AdapterInner, COSTS, CallOptions, LIFECYCLE, ROTATION};
 use crate::bindings::{costs, wit};
 use crate::capabilities::CallContext;
 use crate::capabilities::limiter::{CallLimiter, LimitExceeded};
@@ -28,7 +28,12 @@ enum Answer {
     Costs(Result<costs::CostEstimate, wit::AdapterError>),
 }
 
-pub(crate) async fn invoke(adapter: &AdapterInner, config: &Value, operation: Operation, options: CallOptions) -> Invocation {
+pub(crate) async fn invoke(
+    adapter: &AdapterInner,
+    config: &Value,
+    operation: Operation,
+    options: CallOptions,
+) -> Invocation {
     let started = Instant::now();
     let limits = &adapter.policy.limits;
     let mut receipt = empty_receipt(adapter, &operation, limits);
@@ -36,7 +41,14 @@ pub(crate) async fn invoke(adapter: &AdapterInner, config: &Value, operation: Op
     let refused = |error: AdapterError, mut receipt: Receipt| {
         receipt.wall_time_us = started.elapsed().as_micros() as u64;
         receipt.error_code = Some(error.error_code);
-        Invocation { result: Err(error), receipt, logs: vec![], progress: vec![], stdout: String::new(), stderr: String::new() }
+        Invocation {
+            result: Err(error),
+            receipt,
+            logs: vec![],
+            progress: vec![],
+            stdout: String::new(),
+            stderr: String::new(),
+        }
     };
     let config_text = match check_input(adapter, config, &operation) {
         Ok(text) => text,
@@ -46,15 +58,32 @@ pub(crate) async fn invoke(adapter: &AdapterInner, config: &Value, operation: Op
     // A pool slot per live instance: past the pool size, calls wait here, not in wasmtime.
     let _slot = match adapter.runtime.inner.slots.acquire().await {
         Ok(permit) => permit,
-        Err(_) => return refused(AdapterError::host(ErrorCode::Internal, "runtime is shutting down"), receipt),
+        Err(_) => {
+            return refused(
+                AdapterError::host(ErrorCode::Internal, "runtime is shutting down"),
+                receipt,
+            );
+        }
     };
     let deadline = Instant::now() + limits.deadline();
 
     let context = CallContext::new(
         CallLimiter::new(limits.memory_bytes(), limits.table_elements),
-        StateScope::new(adapter.runtime.inner.db.clone(), adapter.info.name.clone(), limits),
-        LogSink::new(adapter.info.name.clone(), limits.log_records, limits.log_line_bytes),
-        ProgressSink::new(limits.progress_reports, limits.log_line_bytes, options.progress),
+        StateScope::new(
+            adapter.runtime.inner.db.clone(),
+            adapter.info.name.clone(),
+            limits,
+        ),
+        LogSink::new(
+            adapter.info.name.clone(),
+            limits.log_records,
+            limits.log_line_bytes,
+        ),
+        ProgressSink::new(
+            limits.progress_reports,
+            limits.log_line_bytes,
+            options.progress,
+        ),
         limits.stdio_bytes as usize,
         &adapter.info.name,
     );
@@ -65,7 +94,11 @@ pub(crate) async fn invoke(adapter: &AdapterInner, config: &Value, operation: Op
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
-            Err(LimitExceeded { kind: LimitKind::Deadline, message: deadline_message(deadline_ms) }.into())
+            Err(LimitExceeded {
+                kind: LimitKind::Deadline,
+                message: deadline_message(deadline_ms),
+            }
+            .into())
         } else {
             Ok(UpdateDeadline::Yield(1))
         }
@@ -76,9 +109,18 @@ pub(crate) async fn invoke(adapter: &AdapterInner, config: &Value, operation: Op
     let remaining = deadline.saturating_duration_since(Instant::now());
     let answer = match fuel_set {
         Err(e) => Err(e),
-        Ok(()) => match tokio::time::timeout(remaining, call_export(adapter, &mut store, &operation, &config_text)).await {
+        Ok(()) => match tokio::time::timeout(
+            remaining,
+            call_export(adapter, &mut store, &operation, &config_text),
+        )
+        .await
+        {
             Ok(answer) => answer,
-            Err(_) => Err(LimitExceeded { kind: LimitKind::Deadline, message: deadline_message(deadline_ms) }.into()),
+            Err(_) => Err(LimitExceeded {
+                kind: LimitKind::Deadline,
+                message: deadline_message(deadline_ms),
+            }
+            .into()),
         },
     };
 
@@ -148,29 +190,42 @@ fn deadline_message(ms: u64) -> String {
 
 /// The caller's input, checked before any guest runs: `VALIDATION` for bad input,
 /// `PERMANENT` for an optional operation the adapter does not export.
-fn check_input(adapter: &AdapterInner, config: &Value, operation: &Operation) -> Result<String, AdapterError> {
+fn check_input(
+    adapter: &AdapterInner,
+    config: &Value,
+    operation: &Operation,
+) -> Result<String, AdapterError> {
     let invalid = |message: String| AdapterError::host(ErrorCode::Validation, message);
     if !config.is_object() {
         return Err(invalid("config must be a JSON object".into()));
     }
     let supported = |present: bool, interface: &str| {
-        if present { Ok(()) } else { Err(AdapterError::unsupported(operation.name(), interface)) }
+        if present {
+            Ok(())
+        } else {
+            Err(AdapterError::unsupported(operation.name(), interface))
+        }
     };
     let exports = &adapter.exports;
     match operation {
-        Operation::Create { params, idempotency_key } => {
+        Operation::Create {
+            params,
+            idempotency_key,
+        } => {
             if !params.is_object() {
                 return Err(invalid("params must be a JSON object".into()));
             }
-            if let Some(key) = idempotency_key {
-                if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
-                    return Err(invalid(
-                        "idempotency key must be 1 to 256 bytes of printable text".into(),
-                    ));
-                }
+            if let Some(key) = idempotency_key
+                && (key.is_empty() || key.len() > 256 || key.chars().any(char::is_control))
+            {
+                return Err(invalid(
+                    "idempotency key must be 1 to 256 bytes of printable text".into(),
+                ));
             }
         }
-        Operation::Pause { .. } | Operation::Resume { .. } => supported(exports.lifecycle.is_some(), LIFECYCLE)?,
+        Operation::Pause { .. } | Operation::Resume { .. } => {
+            supported(exports.lifecycle.is_some(), LIFECYCLE)?
+        }
         Operation::EstimateCosts { .. } => supported(exports.costs.is_some(), COSTS)?,
         Operation::RotateCredentials { .. } => supported(exports.rotation.is_some(), ROTATION)?,
         _ => {}
@@ -178,7 +233,9 @@ fn check_input(adapter: &AdapterInner, config: &Value, operation: &Operation) ->
     if let Some(id) = operation.instance_id() {
         let max = adapter.policy.limits.max_instance_id_bytes as usize;
         if id.is_empty() || id.len() > max || id.chars().any(char::is_control) {
-            return Err(invalid(format!("instance id must be 1 to {max} bytes of printable text")));
+            return Err(invalid(format!(
+                "instance id must be 1 to {max} bytes of printable text"
+            )));
         }
     }
     Ok(config.to_string())
@@ -186,7 +243,12 @@ fn check_input(adapter: &AdapterInner, config: &Value, operation: &Operation) ->
 
 /// Instantiate and call the export for `operation`.
 #[allow(clippy::ptr_arg)] // bindgen's call methods take `&String`
-async fn call_export(adapter: &AdapterInner, store: &mut Store<CallContext>, operation: &Operation, config: &String) -> wasmtime::Result<Answer> {
+async fn call_export(
+    adapter: &AdapterInner,
+    store: &mut Store<CallContext>,
+    operation: &Operation,
+    config: &String,
+) -> wasmtime::Result<Answer> {
     let instance = adapter.pre.instantiate_async(&mut *store).await?;
     let exports = &adapter.exports;
     macro_rules! contract {
@@ -195,66 +257,116 @@ async fn call_export(adapter: &AdapterInner, store: &mut Store<CallContext>, ope
         };
     }
     Ok(match operation {
-        Operation::ValidateConfig => Answer::Unit(contract!().call_validate_config(&mut *store, config).await?),
-        Operation::Create { params, idempotency_key } => {
+        Operation::ValidateConfig => Answer::Unit(
+            contract!()
+                .call_validate_config(&mut *store, config)
+                .await?,
+        ),
+        Operation::Create {
+            params,
+            idempotency_key,
+        } => {
             let params = params.to_string();
-            Answer::Provisioned(contract!().call_create(&mut *store, config, &params, idempotency_key.as_deref()).await?)
+            Answer::Provisioned(
+                contract!()
+                    .call_create(&mut *store, config, &params, idempotency_key.as_deref())
+                    .await?,
+            )
         }
-        Operation::Status { instance_id } => Answer::Status(contract!().call_status(&mut *store, config, instance_id).await?),
-        Operation::Destroy { instance_id } => Answer::Unit(contract!().call_destroy(&mut *store, config, instance_id).await?),
-        Operation::Credentials { instance_id } => {
-            Answer::Credential(contract!().call_credentials(&mut *store, config, instance_id).await?)
-        }
+        Operation::Status { instance_id } => Answer::Status(
+            contract!()
+                .call_status(&mut *store, config, instance_id)
+                .await?,
+        ),
+        Operation::Destroy { instance_id } => Answer::Unit(
+            contract!()
+                .call_destroy(&mut *store, config, instance_id)
+                .await?,
+        ),
+        Operation::Credentials { instance_id } => Answer::Credential(
+            contract!()
+                .call_credentials(&mut *store, config, instance_id)
+                .await?,
+        ),
         Operation::Pause { instance_id } | Operation::Resume { instance_id } => {
             let indices = exports.lifecycle.as_ref().expect("checked before the call");
             let lifecycle = indices.load(&mut *store, &instance)?;
             Answer::Status(if matches!(operation, Operation::Pause { .. }) {
-                lifecycle.call_pause(&mut *store, config, instance_id).await?
+                lifecycle
+                    .call_pause(&mut *store, config, instance_id)
+                    .await?
             } else {
-                lifecycle.call_resume(&mut *store, config, instance_id).await?
+                lifecycle
+                    .call_resume(&mut *store, config, instance_id)
+                    .await?
             })
         }
         Operation::EstimateCosts { instance_id } => {
             let indices = exports.costs.as_ref().expect("checked before the call");
-            Answer::Costs(indices.load(&mut *store, &instance)?.call_estimate_costs(&mut *store, config, instance_id).await?)
+            Answer::Costs(
+                indices
+                    .load(&mut *store, &instance)?
+                    .call_estimate_costs(&mut *store, config, instance_id)
+                    .await?,
+            )
         }
         Operation::RotateCredentials { instance_id } => {
             let indices = exports.rotation.as_ref().expect("checked before the call");
             Answer::Credential(
-                indices.load(&mut *store, &instance)?.call_rotate_credentials(&mut *store, config, instance_id).await?,
+                indices
+                    .load(&mut *store, &instance)?
+                    .call_rotate_credentials(&mut *store, config, instance_id)
+                    .await?,
             )
         }
     })
 }
 
 /// Check what the guest returned against the contract.
-fn check_answer(answer: Answer, operation: &Operation, bounds: &ContractBounds) -> Result<Output, AdapterError> {
+fn check_answer(
+    answer: Answer,
+    operation: &Operation,
+    bounds: &ContractBounds,
+) -> Result<Output, AdapterError> {
     let guest_error = |e: wit::AdapterError| match contract::adapter_error(e, bounds) {
         Ok(error) => error,
         Err(violation) => AdapterError::contract(violation),
     };
     let checked = match answer {
         Answer::Unit(r) => r.map_err(guest_error).map(|()| match operation {
-            Operation::Destroy { instance_id } => Ok(Output::Destroyed { instance_id: instance_id.clone() }),
+            Operation::Destroy { instance_id } => Ok(Output::Destroyed {
+                instance_id: instance_id.clone(),
+            }),
             _ => Ok(Output::Valid),
         }),
         Answer::Provisioned(r) => r.map_err(guest_error).map(|result| {
             let key = match operation {
-                Operation::Create { idempotency_key, .. } => idempotency_key.as_deref(),
+                Operation::Create {
+                    idempotency_key, ..
+                } => idempotency_key.as_deref(),
                 _ => None,
             };
             contract::provision_result(result, key, bounds).map(Output::Provisioned)
         }),
-        Answer::Status(r) => r.map_err(guest_error).map(|d| contract::status_detail(d, bounds).map(Output::Status)),
-        Answer::Credential(r) => r.map_err(guest_error).map(|c| contract::credential(c, bounds).map(Output::Credential)),
-        Answer::Costs(r) => r.map_err(guest_error).map(|c| contract::cost_estimate(c, bounds).map(Output::CostEstimate)),
+        Answer::Status(r) => r
+            .map_err(guest_error)
+            .map(|d| contract::status_detail(d, bounds).map(Output::Status)),
+        Answer::Credential(r) => r
+            .map_err(guest_error)
+            .map(|c| contract::credential(c, bounds).map(Output::Credential)),
+        Answer::Costs(r) => r
+            .map_err(guest_error)
+            .map(|c| contract::cost_estimate(c, bounds).map(Output::CostEstimate)),
     };
     checked?.map_err(AdapterError::contract)
 }
 
 /// Turn a failed call (trap, exhausted limit, host failure) into the contract's error.
 fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> AdapterError {
-    if let Some(limit) = error.downcast_ref::<LimitExceeded>().or(ctx.limiter.exceeded.as_ref()) {
+    if let Some(limit) = error
+        .downcast_ref::<LimitExceeded>()
+        .or(ctx.limiter.exceeded.as_ref())
+    {
         return AdapterError::limit(limit.kind, limit.message.clone());
     }
     match error.downcast_ref::<Trap>() {
@@ -292,7 +404,10 @@ mod tests {
     #[test]
     fn panic_messages_are_found_in_stderr() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nboom on purpose\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("panicked at src/lib.rs:9:5: boom on purpose"));
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("panicked at src/lib.rs:9:5: boom on purpose")
+        );
         assert_eq!(panic_message("nothing here"), None);
     }
 }

@@ -107,13 +107,27 @@ impl Operation {
                 params: params.unwrap_or_else(|| json!({})),
                 idempotency_key,
             },
-            "status" => Operation::Status { instance_id: instance(name)? },
-            "destroy" => Operation::Destroy { instance_id: instance(name)? },
-            "credentials" => Operation::Credentials { instance_id: instance(name)? },
-            "pause" => Operation::Pause { instance_id: instance(name)? },
-            "resume" => Operation::Resume { instance_id: instance(name)? },
-            "estimate-costs" => Operation::EstimateCosts { instance_id: instance(name)? },
-            "rotate-credentials" => Operation::RotateCredentials { instance_id: instance(name)? },
+            "status" => Operation::Status {
+                instance_id: instance(name)?,
+            },
+            "destroy" => Operation::Destroy {
+                instance_id: instance(name)?,
+            },
+            "credentials" => Operation::Credentials {
+                instance_id: instance(name)?,
+            },
+            "pause" => Operation::Pause {
+                instance_id: instance(name)?,
+            },
+            "resume" => Operation::Resume {
+                instance_id: instance(name)?,
+            },
+            "estimate-costs" => Operation::EstimateCosts {
+                instance_id: instance(name)?,
+            },
+            "rotate-credentials" => Operation::RotateCredentials {
+                instance_id: instance(name)?,
+            },
             other => {
                 return Err(format!(
                     "unknown operation `{other}`; expected one of: {}",
@@ -164,7 +178,9 @@ impl Output {
             Output::Valid => Ok(json!({ "valid": true })),
             Output::Provisioned(r) => serde_json::to_value(r),
             Output::Status(s) => serde_json::to_value(s),
-            Output::Destroyed { instance_id } => Ok(json!({ "destroyed": true, "instanceId": instance_id })),
+            Output::Destroyed { instance_id } => {
+                Ok(json!({ "destroyed": true, "instanceId": instance_id }))
+            }
             Output::Credential(c) => serde_json::to_value(c),
             Output::CostEstimate(c) => serde_json::to_value(c),
         };

@@ -128,16 +128,46 @@ impl Limits {
     pub(crate) fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
         let checks: [(&str, u64, u64, u64); 11] = [
             ("limits.fuel", self.fuel, 10_000, 1 << 50),
-            ("limits.memory_mib", self.memory_mib, 1, max_memory_bytes / (1024 * 1024)),
+            (
+                "limits.memory_mib",
+                self.memory_mib,
+                1,
+                max_memory_bytes / (1024 * 1024),
+            ),
             ("limits.deadline_ms", self.deadline_ms, 1, 15 * 60 * 1000),
             ("limits.table_elements", self.table_elements, 16, 10_000_000),
-            ("limits.max_output_bytes", self.max_output_bytes, 1024, 64 * 1024 * 1024),
+            (
+                "limits.max_output_bytes",
+                self.max_output_bytes,
+                1024,
+                64 * 1024 * 1024,
+            ),
             ("limits.stdio_bytes", self.stdio_bytes, 0, 16 * 1024 * 1024),
-            ("limits.state_value_bytes", self.state_value_bytes, 1, 16 * 1024 * 1024),
-            ("limits.state_key_bytes", u64::from(self.state_key_bytes), 1, 4096),
+            (
+                "limits.state_value_bytes",
+                self.state_value_bytes,
+                1,
+                16 * 1024 * 1024,
+            ),
+            (
+                "limits.state_key_bytes",
+                u64::from(self.state_key_bytes),
+                1,
+                4096,
+            ),
             ("limits.state_keys", self.state_keys, 1, 100_000_000),
-            ("limits.max_instance_id_bytes", u64::from(self.max_instance_id_bytes), 1, 65_536),
-            ("limits.max_credential_ttl_secs", self.max_credential_ttl_secs, 1, 31 * 24 * 3600),
+            (
+                "limits.max_instance_id_bytes",
+                u64::from(self.max_instance_id_bytes),
+                1,
+                65_536,
+            ),
+            (
+                "limits.max_credential_ttl_secs",
+                self.max_credential_ttl_secs,
+                1,
+                31 * 24 * 3600,
+            ),
         ];
         for (name, value, min, max) in checks {
             if value < min || value > max {
@@ -173,7 +203,10 @@ impl Policy {
     /// component (`origin`) the policy came with.
     pub(crate) fn validate(&self, origin: &str, max_memory_bytes: u64) -> Result<(), Error> {
         let origin = self.origin.as_deref().unwrap_or(origin);
-        let fail = |message: String| Error::Policy { origin: origin.to_owned(), message };
+        let fail = |message: String| Error::Policy {
+            origin: origin.to_owned(),
+            message,
+        };
         if let Some(name) = &self.name {
             validate_name(name).map_err(fail)?;
         }
@@ -185,7 +218,9 @@ impl Policy {
 pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -216,7 +251,10 @@ mod tests {
     fn empty_policy_is_all_defaults() {
         let policy = Policy::from_toml("", "p.toml").unwrap();
         assert_eq!(policy.limits, Limits::default());
-        assert_eq!((policy.name, policy.origin.as_deref()), (None, Some("p.toml")));
+        assert_eq!(
+            (policy.name, policy.origin.as_deref()),
+            (None, Some("p.toml"))
+        );
         assert_eq!(policy.limits.memory_bytes(), 64 * 1024 * 1024);
     }
 
@@ -224,13 +262,20 @@ mod tests {
     fn unknown_key_names_its_line() {
         let err = Policy::from_toml("name = \"a\"\n[limits]\nfuell = 5\n", "p.toml").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("policy p.toml: line 3: unknown field `fuell`"), "{text}");
+        assert!(
+            text.starts_with("policy p.toml: line 3: unknown field `fuell`"),
+            "{text}"
+        );
     }
 
     #[test]
     fn wrong_type_names_its_line() {
         let err = Policy::from_toml("[limits]\nmemory_mib = \"lots\"\n", "p.toml").unwrap_err();
-        assert!(err.to_string().contains("line 2: invalid type: string \"lots\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 2: invalid type: string \"lots\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// The default configuration with data kept in `dir`.
     pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
-        RuntimeConfig { data_dir: dir.into(), ..RuntimeConfig::default() }
+        RuntimeConfig {
+            data_dir: dir.into(),
+            ..RuntimeConfig::default()
+        }
     }
 }
 
@@ -76,7 +79,8 @@ impl Runtime {
         })?;
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
-        capabilities::add_to_linker(&mut linker).map_err(|e| Error::Engine(format!("linking capabilities: {e:#}")))?;
+        capabilities::add_to_linker(&mut linker)
+            .map_err(|e| Error::Engine(format!("linking capabilities: {e:#}")))?;
         let db = Database::open(&config.data_dir.join("airlock.db"))?;
         // Expired state is removed at start-up, in bounded batches, off the call path.
         let purge_db = db.clone();
@@ -108,28 +112,61 @@ impl Runtime {
 
     /// Load the component at `path` under `policy`. The adapter's name is the policy's
     /// `name`, or else the file stem.
-    pub async fn load_file(&self, path: impl AsRef<Path>, policy: Policy) -> Result<Adapter, Error> {
+    pub async fn load_file(
+        &self,
+        path: impl AsRef<Path>,
+        policy: Policy,
+    ) -> Result<Adapter, Error> {
         let path = path.as_ref().to_owned();
-        let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Read { path: path.clone(), source })?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        self.load_bytes(&name_from_stem(&stem), bytes, policy, &path.display().to_string()).await
+        let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.load_bytes(
+            &name_from_stem(&stem),
+            bytes,
+            policy,
+            &path.display().to_string(),
+        )
+        .await
     }
 
     /// Load a component from memory. `default_name` is used when the policy names none;
     /// `origin` names the component in errors.
-    pub async fn load_bytes(&self, default_name: &str, bytes: Vec<u8>, policy: Policy, origin: &str) -> Result<Adapter, Error> {
+    pub async fn load_bytes(
+        &self,
+        default_name: &str,
+        bytes: Vec<u8>,
+        policy: Policy,
+        origin: &str,
+    ) -> Result<Adapter, Error> {
         let runtime = self.clone();
         let default_name = default_name.to_owned();
         let origin = origin.to_owned();
-        tokio::task::spawn_blocking(move || runtime.load_blocking(&default_name, &bytes, policy, &origin))
-            .await
-            .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            runtime.load_blocking(&default_name, &bytes, policy, &origin)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
     }
 
-    fn load_blocking(&self, default_name: &str, bytes: &[u8], policy: Policy, origin: &str) -> Result<Adapter, Error> {
+    fn load_blocking(
+        &self,
+        default_name: &str,
+        bytes: &[u8],
+        policy: Policy,
+        origin: &str,
+    ) -> Result<Adapter, Error> {
         let inner = &self.inner;
         policy.validate(origin, inner.config.max_memory_mib * 1024 * 1024)?;
-        let name = policy.name.clone().unwrap_or_else(|| default_name.to_owned());
+        let name = policy
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_owned());
         validate_name(&name).map_err(|message| Error::Policy {
             origin: policy.origin.clone().unwrap_or_else(|| origin.to_owned()),
             message,
@@ -139,14 +176,17 @@ impl Runtime {
         let (component, cache) = match &inner.cache {
             Some(cache) => cache.load(&inner.engine, bytes, &digest, origin)?,
             None => (
-                wasmtime::component::Component::new(&inner.engine, bytes).map_err(|e| Error::InvalidComponent {
-                    origin: origin.to_owned(),
-                    message: format!("{e:#}"),
+                wasmtime::component::Component::new(&inner.engine, bytes).map_err(|e| {
+                    Error::InvalidComponent {
+                        origin: origin.to_owned(),
+                        message: format!("{e:#}"),
+                    }
                 })?,
                 crate::cache::CacheOutcome::Compiled,
             ),
         };
-        let info = AdapterInfo::describe(&inner.engine, &component, name, digest, bytes.len(), cache);
+        let info =
+            AdapterInfo::describe(&inner.engine, &component, name, digest, bytes.len(), cache);
         Adapter::prepare(self.clone(), component, policy, info, origin)
     }
 }
@@ -155,26 +195,43 @@ impl Runtime {
 fn name_from_stem(stem: &str) -> String {
     let name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(64)
         .collect();
     let name = name.trim_start_matches(['-', '_']).to_owned();
-    if name.is_empty() { "adapter".to_owned() } else { name }
+    if name.is_empty() {
+        "adapter".to_owned()
+    } else {
+        name
+    }
 }
 
 /// Tell a core module, a component and something else apart before wasmtime does, so the
 /// author gets an actionable message.
 fn check_component_header(bytes: &[u8], origin: &str) -> Result<(), Error> {
-    let fail = |message: &str| Error::InvalidComponent { origin: origin.to_owned(), message: message.to_owned() };
+    let fail = |message: &str| Error::InvalidComponent {
+        origin: origin.to_owned(),
+        message: message.to_owned(),
+    };
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(fail("it does not start with the WebAssembly magic bytes (\\0asm)"));
+        return Err(fail(
+            "it does not start with the WebAssembly magic bytes (\\0asm)",
+        ));
     }
     match &bytes[4..8] {
         [0x0d, 0x00, 0x01, 0x00] => Ok(()),
         [0x01, 0x00, 0x00, 0x00] => Err(fail(
             "it is a core WebAssembly module, not a component; build with `cargo build --target wasm32-wasip2` or `cargo component build`",
         )),
-        other => Err(fail(&format!("unknown WebAssembly version or layer {other:02x?}"))),
+        other => Err(fail(&format!(
+            "unknown WebAssembly version or layer {other:02x?}"
+        ))),
     }
 }
 
@@ -192,9 +249,19 @@ mod tests {
     #[test]
     fn headers() {
         assert!(check_component_header(b"\0asm\x0d\x00\x01\x00", "x").is_ok());
-        let core = check_component_header(b"\0asm\x01\x00\x00\x00", "x.wasm").unwrap_err().to_string();
-        assert!(core.contains("is a core WebAssembly module, not a component"), "{core}");
-        let junk = check_component_header(b"hello world", "x.wasm").unwrap_err().to_string();
-        assert_eq!(junk, "x.wasm is not a valid WebAssembly component: it does not start with the WebAssembly magic bytes (\\0asm)");
+        let core = check_component_header(b"\0asm\x01\x00\x00\x00", "x.wasm")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            core.contains("is a core WebAssembly module, not a component"),
+            "{core}"
+        );
+        let junk = check_component_header(b"hello world", "x.wasm")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            junk,
+            "x.wasm is not a valid WebAssembly component: it does not start with the WebAssembly magic bytes (\\0asm)"
+        );
     }
 }

@@ -22,12 +22,19 @@ pub fn runtime() -> TestRuntime {
 }
 
 pub fn runtime_in(dir: &std::path::Path) -> Runtime {
-    Runtime::new(RuntimeConfig { pool_size: 32, ..RuntimeConfig::with_data_dir(dir) }).expect("runtime")
+    Runtime::new(RuntimeConfig {
+        pool_size: 32,
+        ..RuntimeConfig::with_data_dir(dir)
+    })
+    .expect("runtime")
 }
 
 pub async fn load(runtime: &Runtime, path: &str, policy: &str) -> Adapter {
     let policy = Policy::from_toml(policy, "test policy").expect("policy parses");
-    runtime.load_file(path, policy).await.unwrap_or_else(|e| panic!("loading {path}: {e}"))
+    runtime
+        .load_file(path, policy)
+        .await
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"))
 }
 
 /// The example adapter's config: provisioning completes at once unless `step_millis` says
@@ -44,7 +51,10 @@ pub async fn assert_honest_call_succeeds(runtime: &Runtime) {
         .create(&config, &json!({ "name": "honest" }), None)
         .await
         .expect("an honest create after a hostile call succeeds");
-    let status = example.status(&config, &created.instance_id).await.expect("honest status");
+    let status = example
+        .status(&config, &created.instance_id)
+        .await
+        .expect("honest status");
     assert_eq!(status.status, airlock::Status::Success);
 }
 

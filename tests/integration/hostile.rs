@@ -17,11 +17,18 @@ macro_rules! has_test {
 foreach_hostile!(has_test);
 
 fn status() -> Operation {
-    Operation::Status { instance_id: "i-1".into() }
+    Operation::Status {
+        instance_id: "i-1".into(),
+    }
 }
 
 /// Invoke `operation` on the hostile adapter at `path` under `policy` and return the error.
-async fn attack(runtime: &Runtime, path: &str, policy: &str, operation: Operation) -> (airlock::AdapterError, airlock::Receipt) {
+async fn attack(
+    runtime: &Runtime,
+    path: &str,
+    policy: &str,
+    operation: Operation,
+) -> (airlock::AdapterError, airlock::Receipt) {
     let adapter = load(runtime, path, policy).await;
     let invocation = adapter.invoke(&json!({}), operation).await;
     match invocation.result {
@@ -33,38 +40,79 @@ async fn attack(runtime: &Runtime, path: &str, policy: &str, operation: Operatio
 #[tokio::test]
 async fn spin_loop() {
     let t = runtime();
-    let (error, receipt) = attack(&t.runtime, HOSTILE_SPIN_LOOP, "[limits]\nfuel = 200000000\n", status()).await;
+    let (error, receipt) = attack(
+        &t.runtime,
+        HOSTILE_SPIN_LOOP,
+        "[limits]\nfuel = 200000000\n",
+        status(),
+    )
+    .await;
     assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(error.message, "fuel limit of 200000000 exceeded (limits.fuel)");
+    assert_eq!(
+        error.message,
+        "fuel limit of 200000000 exceeded (limits.fuel)"
+    );
     assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Fuel));
     assert_eq!(receipt.limit_hit, Some(LimitKind::Fuel));
     assert_eq!(receipt.fuel_consumed, 200_000_000);
     assert_honest_call_succeeds(&t.runtime).await;
 
     // With fuel to spare, the wall-clock deadline stops it instead.
-    let (error, receipt) =
-        attack(&t.runtime, HOSTILE_SPIN_LOOP, "[limits]\nfuel = 1000000000000000\ndeadline_ms = 300\n", status()).await;
+    let (error, receipt) = attack(
+        &t.runtime,
+        HOSTILE_SPIN_LOOP,
+        "[limits]\nfuel = 1000000000000000\ndeadline_ms = 300\n",
+        status(),
+    )
+    .await;
     assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(error.message, "deadline of 300 ms exceeded (limits.deadline_ms)");
+    assert_eq!(
+        error.message,
+        "deadline of 300 ms exceeded (limits.deadline_ms)"
+    );
     assert_eq!(receipt.limit_hit, Some(LimitKind::Deadline));
-    assert!(receipt.wall_time_us >= 300_000, "stopped early: {} µs", receipt.wall_time_us);
-    assert!(receipt.wall_time_us < 10_000_000, "stopped far too late: {} µs", receipt.wall_time_us);
+    assert!(
+        receipt.wall_time_us >= 300_000,
+        "stopped early: {} µs",
+        receipt.wall_time_us
+    );
+    assert!(
+        receipt.wall_time_us < 10_000_000,
+        "stopped far too late: {} µs",
+        receipt.wall_time_us
+    );
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
 #[tokio::test]
 async fn memory_bomb() {
     let t = runtime();
-    let (error, receipt) = attack(&t.runtime, HOSTILE_MEMORY_BOMB, "[limits]\nmemory_mib = 16\n", status()).await;
+    let (error, receipt) = attack(
+        &t.runtime,
+        HOSTILE_MEMORY_BOMB,
+        "[limits]\nmemory_mib = 16\n",
+        status(),
+    )
+    .await;
     assert_eq!(error.error_code, ErrorCode::Limit);
     assert!(
-        error.message.starts_with("memory limit of 16 MiB exceeded: the adapter asked for 1"),
+        error
+            .message
+            .starts_with("memory limit of 16 MiB exceeded: the adapter asked for 1"),
         "{}",
         error.message
     );
     assert_eq!(receipt.limit_hit, Some(LimitKind::Memory));
-    assert!(receipt.memory_peak_bytes <= 16 << 20, "peak {} over the cap", receipt.memory_peak_bytes);
-    assert!(receipt.memory_peak_bytes > 8 << 20, "the bomb did allocate: peak {}", receipt.memory_peak_bytes);
+    assert!(
+        receipt.memory_peak_bytes <= 16 << 20,
+        "peak {} over the cap",
+        receipt.memory_peak_bytes
+    );
+    assert!(
+        receipt.memory_peak_bytes > 8 << 20,
+        "the bomb did allocate: peak {}",
+        receipt.memory_peak_bytes
+    );
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
@@ -73,7 +121,10 @@ async fn deep_recursion() {
     let t = runtime();
     let (error, receipt) = attack(&t.runtime, HOSTILE_DEEP_RECURSION, "", status()).await;
     assert_eq!(error.error_code, ErrorCode::Internal);
-    assert_eq!(error.message, "adapter trapped: wasm trap: call stack exhausted");
+    assert_eq!(
+        error.message,
+        "adapter trapped: wasm trap: call stack exhausted"
+    );
     assert_eq!(error.origin, ErrorOrigin::Trap);
     assert_eq!(receipt.limit_hit, None);
     assert_honest_call_succeeds(&t.runtime).await;
@@ -82,7 +133,14 @@ async fn deep_recursion() {
 #[tokio::test]
 async fn panic() {
     let t = runtime();
-    for operation in [Operation::ValidateConfig, status(), Operation::Create { params: json!({}), idempotency_key: None }] {
+    for operation in [
+        Operation::ValidateConfig,
+        status(),
+        Operation::Create {
+            params: json!({}),
+            idempotency_key: None,
+        },
+    ] {
         let (error, _) = attack(&t.runtime, HOSTILE_PANIC, "", operation).await;
         assert_eq!(error.error_code, ErrorCode::Internal);
         assert!(
@@ -90,7 +148,13 @@ async fn panic() {
             "{}",
             error.message
         );
-        assert!(error.message.ends_with(": hostile adapter panicked on purpose)"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .ends_with(": hostile adapter panicked on purpose)"),
+            "{}",
+            error.message
+        );
     }
     assert_honest_call_succeeds(&t.runtime).await;
 }
@@ -98,24 +162,46 @@ async fn panic() {
 #[tokio::test]
 async fn broken_contract() {
     let t = runtime();
-    let create = |params| Operation::Create { params, idempotency_key: Some("k".into()) };
+    let create = |params| Operation::Create {
+        params,
+        idempotency_key: Some("k".into()),
+    };
     let cases = [
-        (create(json!({})), "adapter broke the contract: `connection` is not valid JSON (key must be a string at line 1 column 2)"),
-        (create(json!({ "emptyId": true })), "adapter broke the contract: `instanceId` is empty"),
-        (create(json!({ "hugeId": true })), "adapter broke the contract: `instanceId` is 1048576 bytes; the limit is 256"),
-        (status(), "adapter broke the contract: progress current (7) is greater than total (3)"),
         (
-            Operation::Credentials { instance_id: "i-1".into() },
+            create(json!({})),
+            "adapter broke the contract: `connection` is not valid JSON (key must be a string at line 1 column 2)",
+        ),
+        (
+            create(json!({ "emptyId": true })),
+            "adapter broke the contract: `instanceId` is empty",
+        ),
+        (
+            create(json!({ "hugeId": true })),
+            "adapter broke the contract: `instanceId` is 1048576 bytes; the limit is 256",
+        ),
+        (
+            status(),
+            "adapter broke the contract: progress current (7) is greater than total (3)",
+        ),
+        (
+            Operation::Credentials {
+                instance_id: "i-1".into(),
+            },
             "adapter broke the contract: ephemeral credential already expired (expiresAt 1970-01-01T00:00:01.000Z)",
         ),
         (
-            Operation::Destroy { instance_id: "i-1".into() },
+            Operation::Destroy {
+                instance_id: "i-1".into(),
+            },
             "adapter broke the contract: returned an error (INTERNAL) with an empty message",
         ),
     ];
     for (operation, message) in cases {
         let (error, receipt) = attack(&t.runtime, HOSTILE_BROKEN_CONTRACT, "", operation).await;
-        assert_eq!((error.error_code, error.message.as_str()), (ErrorCode::Internal, message));
+        assert_eq!(
+            (error.error_code, error.message.as_str()),
+            (ErrorCode::Internal, message)
+        );
         assert_eq!(error.origin, ErrorOrigin::Contract);
         assert!(receipt.instantiated);
     }
@@ -159,7 +245,17 @@ async fn hostile_calls_do_not_disturb_honest_ones_running_beside_them() {
             let adapter = adapter.clone();
             hostile.push(tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(round * 20)).await;
-                adapter.invoke(&json!({}), Operation::Status { instance_id: "x".into() }).await.result.unwrap_err().error_code
+                adapter
+                    .invoke(
+                        &json!({}),
+                        Operation::Status {
+                            instance_id: "x".into(),
+                        },
+                    )
+                    .await
+                    .result
+                    .unwrap_err()
+                    .error_code
             }));
         }
     }
@@ -168,19 +264,36 @@ async fn hostile_calls_do_not_disturb_honest_ones_running_beside_them() {
             let example = example.clone();
             tokio::spawn(async move {
                 let config = example_config(0);
-                let created = example.create(&config, &json!({ "name": format!("n{i}") }), Some(&format!("k{i}"))).await?;
+                let created = example
+                    .create(
+                        &config,
+                        &json!({ "name": format!("n{i}") }),
+                        Some(&format!("k{i}")),
+                    )
+                    .await?;
                 example.status(&config, &created.instance_id).await
             })
         })
         .collect();
     for call in honest {
-        let status = call.await.unwrap().expect("honest call beside hostile ones");
+        let status = call
+            .await
+            .unwrap()
+            .expect("honest call beside hostile ones");
         assert_eq!(status.status, airlock::Status::Success);
     }
     let mut codes: Vec<ErrorCode> = Vec::new();
     for call in hostile {
         codes.push(call.await.unwrap());
     }
-    assert_eq!(codes.iter().filter(|c| **c == ErrorCode::Limit).count(), 8, "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == ErrorCode::Internal).count(), 4, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == ErrorCode::Limit).count(),
+        8,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.iter().filter(|c| **c == ErrorCode::Internal).count(),
+        4,
+        "{codes:?}"
+    );
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_sdk::{
-    Adapter, AdapterError, Config, Connection, CostEstimate, Costs, Credentials, Lifecycle,
-    Params, ProvisionResult, Result, Rotation, Status, StatusDetail, json, log, state,
+    Adapter, AdapterError, Config, Connection, CostEstimate, Costs, Credentials, Lifecycle, Params,
+    ProvisionResult, Result, Rotation, Status, StatusDetail, json, log, state,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +37,14 @@ impl Settings {
                 "config.plan: unknown plan {plan:?}; expected one of {PLANS:?}"
             )));
         }
-        let step_millis = config.optional_u64("stepMillis", 0..=60_000)?.unwrap_or(500);
-        Ok(Settings { region: region.to_owned(), plan: plan.to_owned(), step_millis })
+        let step_millis = config
+            .optional_u64("stepMillis", 0..=60_000)?
+            .unwrap_or(500);
+        Ok(Settings {
+            region: region.to_owned(),
+            plan: plan.to_owned(),
+            step_millis,
+        })
     }
 }
 
@@ -73,10 +79,15 @@ impl Instance {
     /// Read-only: where provisioning is, from the time elapsed since creation.
     fn status(&self, now_ms: u64) -> StatusDetail {
         let elapsed = now_ms.saturating_sub(self.created_at_ms);
-        let done = if self.step_millis == 0 { self.steps } else { elapsed / self.step_millis };
+        // With no step time, provisioning is instant.
+        let done = elapsed.checked_div(self.step_millis).unwrap_or(self.steps);
         if done >= self.steps {
             let detail = StatusDetail::new(Status::Success).with_progress(self.steps, self.steps);
-            if self.paused { detail.with_message("paused") } else { detail.with_message("ready") }
+            if self.paused {
+                detail.with_message("paused")
+            } else {
+                detail.with_message("ready")
+            }
         } else if done == 0 {
             StatusDetail::new(Status::Pending)
                 .with_progress(0, self.steps)
@@ -90,7 +101,10 @@ impl Instance {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn instance_key(id: &str) -> String {
@@ -136,7 +150,9 @@ fn new_instance_id(key: Option<&str>) -> Result<String> {
             return Ok(format!("ex-{seq:06}"));
         }
     }
-    Err(AdapterError::retryable("could not claim an instance id; too many concurrent creates"))
+    Err(AdapterError::retryable(
+        "could not claim an instance id; too many concurrent creates",
+    ))
 }
 
 fn ephemeral(id: &str, instance: &Instance) -> Credentials {
@@ -159,14 +175,18 @@ impl Adapter for Example {
         let name = params.require_str("name")?.to_owned();
         let steps = params.optional_u64("steps", 1..=100)?.unwrap_or(4);
 
-        if let Some(key) = key {
-            if let Some(id) = state::get_json::<String>(&format!("key:{key}"))? {
-                let instance = load(&id)?;
-                log::info(&format!("idempotency key {key:?} seen before: returning {id}"));
-                return Ok(ProvisionResult::existing(id.clone(), instance.connection(&id))
+        if let Some(key) = key
+            && let Some(id) = state::get_json::<String>(&format!("key:{key}"))?
+        {
+            let instance = load(&id)?;
+            log::info(&format!(
+                "idempotency key {key:?} seen before: returning {id}"
+            ));
+            return Ok(
+                ProvisionResult::existing(id.clone(), instance.connection(&id))
                     .with_metadata(instance.metadata())
-                    .with_idempotency_key(Some(key)));
-            }
+                    .with_idempotency_key(Some(key)),
+            );
         }
 
         let id = new_instance_id(key)?;
@@ -184,7 +204,11 @@ impl Adapter for Example {
         // one finds the record and reports it as existing.
         let created = state::insert_new_json(&instance_key(&id), &instance, None)?;
         if let Some(key) = key {
-            state::set_json(&format!("key:{key}"), &id, Some(Duration::from_secs(7 * 24 * 3600)))?;
+            state::set_json(
+                &format!("key:{key}"),
+                &id,
+                Some(Duration::from_secs(7 * 24 * 3600)),
+            )?;
         }
         let instance = if created { instance } else { load(&id)? };
         log::info(&format!("created {id} in {}", instance.region));
@@ -193,7 +217,9 @@ impl Adapter for Example {
         } else {
             ProvisionResult::existing(id.clone(), instance.connection(&id))
         };
-        Ok(result.with_metadata(instance.metadata()).with_idempotency_key(key))
+        Ok(result
+            .with_metadata(instance.metadata())
+            .with_idempotency_key(key))
     }
 
     fn status(_config: &Config, instance_id: &str) -> Result<StatusDetail> {
@@ -208,7 +234,11 @@ impl Adapter for Example {
 
     fn destroy(_config: &Config, instance_id: &str) -> Result<()> {
         let existed = state::delete(&instance_key(instance_id))?;
-        state::set(&tombstone_key(instance_id), b"1", Some(Duration::from_secs(7 * 24 * 3600)))?;
+        state::set(
+            &tombstone_key(instance_id),
+            b"1",
+            Some(Duration::from_secs(7 * 24 * 3600)),
+        )?;
         log::info(&if existed {
             format!("destroyed {instance_id}")
         } else {
@@ -261,7 +291,11 @@ impl Costs for Example {
         };
         let cents = |c: u64| format!("{}.{:02}", c / 100, c % 100);
         // A paused instance still pays for its storage: a quarter of the price.
-        let hourly = if instance.paused { cents_per_hour / 4 } else { cents_per_hour };
+        let hourly = if instance.paused {
+            cents_per_hour / 4
+        } else {
+            cents_per_hour
+        };
         Ok(CostEstimate {
             currency: "USD".into(),
             hourly: cents(hourly),

@@ -17,8 +17,11 @@ pub trait Adapter {
 
     /// Provision a resource. With an `idempotency_key` seen before, return the same
     /// `instance_id` with `created == false`, and echo the key.
-    fn create(config: &Config, params: &Params, idempotency_key: Option<&str>)
-    -> Result<ProvisionResult>;
+    fn create(
+        config: &Config,
+        params: &Params,
+        idempotency_key: Option<&str>,
+    ) -> Result<ProvisionResult>;
 
     /// Structured status and progress. Must not change anything.
     fn status(config: &Config, instance_id: &str) -> Result<StatusDetail>;
@@ -79,7 +82,10 @@ impl ProvisionResult {
 
     /// An existing resource returned for a repeated idempotency key.
     pub fn existing(instance_id: impl Into<String>, connection: Connection) -> Self {
-        ProvisionResult { created: false, ..Self::created(instance_id, connection) }
+        ProvisionResult {
+            created: false,
+            ..Self::created(instance_id, connection)
+        }
     }
 
     /// Attach metadata (a JSON object).
@@ -137,7 +143,13 @@ pub struct StatusDetail {
 impl StatusDetail {
     /// A status with nothing else.
     pub fn new(status: Status) -> Self {
-        StatusDetail { status, error_code: None, message: None, progress: None, raw: None }
+        StatusDetail {
+            status,
+            error_code: None,
+            message: None,
+            progress: None,
+            raw: None,
+        }
     }
 
     /// A failed status with its error category and message.
@@ -151,7 +163,10 @@ impl StatusDetail {
 
     /// Attach progress; `current` is clamped to `total`.
     pub fn with_progress(mut self, current: u64, total: u64) -> Self {
-        self.progress = Some(Progress { current: current.min(total), total });
+        self.progress = Some(Progress {
+            current: current.min(total),
+            total,
+        });
         self
     }
 
@@ -206,7 +221,10 @@ pub enum Credentials {
 impl Credentials {
     /// An ephemeral credential valid for `ttl` from now.
     pub fn ephemeral(values: Value, ttl: Duration) -> Self {
-        Credentials::Ephemeral { values, expires_at: SystemTime::now() + ttl }
+        Credentials::Ephemeral {
+            values,
+            expires_at: SystemTime::now() + ttl,
+        }
     }
 
     /// A HashiCorp Vault path.
@@ -243,5 +261,7 @@ pub struct CostEstimate {
 
 /// Milliseconds since the Unix epoch, for the wire.
 pub(crate) fn epoch_millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

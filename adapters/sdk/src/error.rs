@@ -58,7 +58,11 @@ pub type Result<T, E = AdapterError> = std::result::Result<T, E>;
 impl AdapterError {
     /// An error of `code` with `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AdapterError { code, message: message.into(), raw: None }
+        AdapterError {
+            code,
+            message: message.into(),
+            raw: None,
+        }
     }
 
     /// `VALIDATION`: the caller's input is wrong. Name the field.

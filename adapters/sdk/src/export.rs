@@ -87,7 +87,9 @@ impl<T: Adapter> contract::Guest for T {
     }
 
     fn status(config: String, instance_id: String) -> Result<wit::StatusDetail, wit::AdapterError> {
-        with_config(&config, |config| T::status(config, &instance_id).map(status_detail))
+        with_config(&config, |config| {
+            T::status(config, &instance_id).map(status_detail)
+        })
     }
 
     fn destroy(config: String, instance_id: String) -> Result<(), wit::AdapterError> {
@@ -98,7 +100,9 @@ impl<T: Adapter> contract::Guest for T {
         config: String,
         instance_id: String,
     ) -> Result<wit::Credential, wit::AdapterError> {
-        with_config(&config, |config| T::credentials(config, &instance_id).map(credentials))
+        with_config(&config, |config| {
+            T::credentials(config, &instance_id).map(credentials)
+        })
     }
 }
 
@@ -107,11 +111,15 @@ impl<T: crate::Lifecycle> crate::bindings::lifecycle::exports::airlock::adapter:
     for T
 {
     fn pause(config: String, instance_id: String) -> Result<wit::StatusDetail, wit::AdapterError> {
-        with_config(&config, |config| T::pause(config, &instance_id).map(status_detail))
+        with_config(&config, |config| {
+            T::pause(config, &instance_id).map(status_detail)
+        })
     }
 
     fn resume(config: String, instance_id: String) -> Result<wit::StatusDetail, wit::AdapterError> {
-        with_config(&config, |config| T::resume(config, &instance_id).map(status_detail))
+        with_config(&config, |config| {
+            T::resume(config, &instance_id).map(status_detail)
+        })
     }
 }
 
@@ -120,8 +128,10 @@ impl<T: crate::Costs> crate::bindings::costs::exports::airlock::adapter::costs::
     fn estimate_costs(
         config: String,
         instance_id: String,
-    ) -> Result<crate::bindings::costs::exports::airlock::adapter::costs::CostEstimate, wit::AdapterError>
-    {
+    ) -> Result<
+        crate::bindings::costs::exports::airlock::adapter::costs::CostEstimate,
+        wit::AdapterError,
+    > {
         with_config(&config, |config| {
             T::estimate_costs(config, &instance_id).map(|estimate| {
                 crate::bindings::costs::exports::airlock::adapter::costs::CostEstimate {
@@ -143,7 +153,9 @@ impl<T: crate::Rotation> crate::bindings::rotation::exports::airlock::adapter::r
         config: String,
         instance_id: String,
     ) -> Result<wit::Credential, wit::AdapterError> {
-        with_config(&config, |config| T::rotate_credentials(config, &instance_id).map(credentials))
+        with_config(&config, |config| {
+            T::rotate_credentials(config, &instance_id).map(credentials)
+        })
     }
 }
 
@@ -198,9 +210,10 @@ fn status_detail(detail: StatusDetail) -> wit::StatusDetail {
         },
         error_code: detail.error_code.map(error_code),
         message: detail.message,
-        progress: detail
-            .progress
-            .map(|p| wit::Progress { current: p.current, total: p.total }),
+        progress: detail.progress.map(|p| wit::Progress {
+            current: p.current,
+            total: p.total,
+        }),
         raw: detail.raw.as_ref().map(Value::to_string),
     }
 }
@@ -213,17 +226,19 @@ fn credentials(credentials: Credentials) -> wit::Credential {
                 expires_at_ms: epoch_millis(expires_at),
             })
         }
-        Credentials::Reference { manager, locator, version } => {
-            wit::Credential::Reference(wit::SecretReference {
-                manager: match manager {
-                    SecretManager::Vault => wit::SecretManager::Vault,
-                    SecretManager::AwsSecretsManager => wit::SecretManager::AwsSecretsManager,
-                    SecretManager::GcpSecretManager => wit::SecretManager::GcpSecretManager,
-                    SecretManager::AzureKeyVault => wit::SecretManager::AzureKeyVault,
-                },
-                locator,
-                version,
-            })
-        }
+        Credentials::Reference {
+            manager,
+            locator,
+            version,
+        } => wit::Credential::Reference(wit::SecretReference {
+            manager: match manager {
+                SecretManager::Vault => wit::SecretManager::Vault,
+                SecretManager::AwsSecretsManager => wit::SecretManager::AwsSecretsManager,
+                SecretManager::GcpSecretManager => wit::SecretManager::GcpSecretManager,
+                SecretManager::AzureKeyVault => wit::SecretManager::AzureKeyVault,
+            },
+            locator,
+            version,
+        }),
     }
 }

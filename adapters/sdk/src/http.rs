@@ -49,8 +49,15 @@ impl Response {
     /// for 5xx, otherwise `INTERNAL`).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AdapterError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            let message = format!("provider answered {} with a body that is not the expected JSON: {e}", self.status);
-            if self.status >= 500 { AdapterError::retryable(message) } else { AdapterError::internal(message) }
+            let message = format!(
+                "provider answered {} with a body that is not the expected JSON: {e}",
+                self.status
+            );
+            if self.status >= 500 {
+                AdapterError::retryable(message)
+            } else {
+                AdapterError::internal(message)
+            }
         })
     }
 
@@ -116,7 +123,9 @@ impl From<HttpError> for AdapterError {
             HttpError::Denied(_) => AdapterError::auth(message),
             HttpError::Invalid(_) => AdapterError::internal(message),
             HttpError::LimitExceeded(_) => AdapterError::limit(message),
-            HttpError::Timeout(_) | HttpError::ConnectionFailed(_) => AdapterError::retryable(message),
+            HttpError::Timeout(_) | HttpError::ConnectionFailed(_) => {
+                AdapterError::retryable(message)
+            }
         }
     }
 }
@@ -173,7 +182,8 @@ impl<'a> Request<'a> {
         template: impl Into<String>,
         secret: &'a Secret,
     ) -> Self {
-        self.secret_headers.push((name.into(), template.into(), secret));
+        self.secret_headers
+            .push((name.into(), template.into(), secret));
         self
     }
 
@@ -215,7 +225,11 @@ impl<'a> Request<'a> {
             timeout_ms: self.timeout_ms,
         };
         match wit::send(&request) {
-            Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
             Err(wit::RequestError::Denied(m)) => Err(HttpError::Denied(m)),
             Err(wit::RequestError::Invalid(m)) => Err(HttpError::Invalid(m)),
             Err(wit::RequestError::LimitExceeded(m)) => Err(HttpError::LimitExceeded(m)),

@@ -8,8 +8,10 @@ pub use wit::Level;
 
 /// Log `message` at `level` with `fields` (key, value).
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> =
-        fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     wit::log(level, message, &fields);
 }
 

@@ -37,7 +37,9 @@ impl From<SecretError> for AdapterError {
     fn from(error: SecretError) -> Self {
         let message = error.to_string();
         match error {
-            SecretError::NotGranted(_) | SecretError::RevealDenied(_) => AdapterError::auth(message),
+            SecretError::NotGranted(_) | SecretError::RevealDenied(_) => {
+                AdapterError::auth(message)
+            }
             SecretError::Unavailable(_) => AdapterError::retryable(message),
         }
     }

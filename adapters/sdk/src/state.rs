@@ -88,13 +88,19 @@ pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, AdapterErro
     match get(key)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            AdapterError::internal(format!("state value under {key:?} does not deserialize: {e}"))
+            AdapterError::internal(format!(
+                "state value under {key:?} does not deserialize: {e}"
+            ))
         }),
     }
 }
 
 /// Store `value` as JSON under `key`.
-pub fn set_json<T: Serialize>(key: &str, value: &T, ttl: Option<Duration>) -> Result<(), AdapterError> {
+pub fn set_json<T: Serialize>(
+    key: &str,
+    value: &T,
+    ttl: Option<Duration>,
+) -> Result<(), AdapterError> {
     Ok(set(key, &to_json(key, value)?, ttl)?)
 }
 
@@ -108,6 +114,7 @@ pub fn insert_new_json<T: Serialize>(
 }
 
 fn to_json<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, AdapterError> {
-    serde_json::to_vec(value)
-        .map_err(|e| AdapterError::internal(format!("state value for {key:?} does not serialize: {e}")))
+    serde_json::to_vec(value).map_err(|e| {
+        AdapterError::internal(format!("state value for {key:?} does not serialize: {e}"))
+    })
 }

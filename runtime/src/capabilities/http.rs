@@ -16,7 +16,10 @@ pub(crate) struct OutboundHttp {
 impl OutboundHttp {
     /// A policy that allows nothing.
     pub(crate) fn deny_all(adapter: &str) -> Self {
-        OutboundHttp { adapter: adapter.to_owned(), requests: 0 }
+        OutboundHttp {
+            adapter: adapter.to_owned(),
+            requests: 0,
+        }
     }
 }
 

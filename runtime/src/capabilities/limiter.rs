@@ -33,7 +33,13 @@ pub(crate) struct CallLimiter {
 
 impl CallLimiter {
     pub(crate) fn new(memory_limit: u64, table_limit: u64) -> Self {
-        CallLimiter { memory_limit, table_limit, memory_in_use: 0, memory_peak: 0, exceeded: None }
+        CallLimiter {
+            memory_limit,
+            table_limit,
+            memory_in_use: 0,
+            memory_peak: 0,
+            exceeded: None,
+        }
     }
 
     fn refuse(&mut self, kind: LimitKind, message: String) -> wasmtime::Result<bool> {
@@ -44,7 +50,12 @@ impl CallLimiter {
 }
 
 impl wasmtime::ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let in_use = self.memory_in_use - current as u64 + desired as u64;
         if in_use > self.memory_limit {
             return self.refuse(
@@ -61,7 +72,12 @@ impl wasmtime::ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.table_limit {
             return self.refuse(
                 LimitKind::Table,
@@ -88,8 +104,14 @@ mod tests {
         assert!(limiter.memory_growing(0, mib, None).unwrap());
         assert_eq!(limiter.memory_peak, 3 * mib as u64);
         let err = limiter.memory_growing(mib, 3 * mib, None).unwrap_err();
-        assert_eq!(err.to_string(), "memory limit of 4 MiB exceeded: the adapter asked for 5 MiB");
-        assert_eq!(limiter.exceeded.as_ref().map(|e| e.kind), Some(LimitKind::Memory));
+        assert_eq!(
+            err.to_string(),
+            "memory limit of 4 MiB exceeded: the adapter asked for 5 MiB"
+        );
+        assert_eq!(
+            limiter.exceeded.as_ref().map(|e| e.kind),
+            Some(LimitKind::Memory)
+        );
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub(crate) struct LogSink {
 
 impl LogSink {
     pub(crate) fn new(adapter: String, max_records: u32, max_line_bytes: u32) -> Self {
-        LogSink { adapter, max_records, max_line_bytes: max_line_bytes as usize, records: Vec::new(), dropped: 0 }
+        LogSink {
+            adapter,
+            max_records,
+            max_line_bytes: max_line_bytes as usize,
+            records: Vec::new(),
+            dropped: 0,
+        }
     }
 }
 
@@ -55,7 +61,12 @@ pub(crate) fn truncate(mut text: String, max: usize) -> (String, bool) {
 }
 
 impl Host for LogSink {
-    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         if self.records.len() as u32 >= self.max_records {
             self.dropped = self.dropped.saturating_add(1);
             return Ok(());
@@ -74,13 +85,33 @@ impl Host for LogSink {
             .collect();
         let adapter = self.adapter.as_str();
         let level = match level {
-            Level::Trace => { tracing::trace!(target: "airlock::guest", adapter, ?fields, "{message}"); "trace" }
-            Level::Debug => { tracing::debug!(target: "airlock::guest", adapter, ?fields, "{message}"); "debug" }
-            Level::Info => { tracing::info!(target: "airlock::guest", adapter, ?fields, "{message}"); "info" }
-            Level::Warn => { tracing::warn!(target: "airlock::guest", adapter, ?fields, "{message}"); "warn" }
-            Level::Error => { tracing::error!(target: "airlock::guest", adapter, ?fields, "{message}"); "error" }
+            Level::Trace => {
+                tracing::trace!(target: "airlock::guest", adapter, ?fields, "{message}");
+                "trace"
+            }
+            Level::Debug => {
+                tracing::debug!(target: "airlock::guest", adapter, ?fields, "{message}");
+                "debug"
+            }
+            Level::Info => {
+                tracing::info!(target: "airlock::guest", adapter, ?fields, "{message}");
+                "info"
+            }
+            Level::Warn => {
+                tracing::warn!(target: "airlock::guest", adapter, ?fields, "{message}");
+                "warn"
+            }
+            Level::Error => {
+                tracing::error!(target: "airlock::guest", adapter, ?fields, "{message}");
+                "error"
+            }
         };
-        self.records.push(LogRecord { level, message, fields, truncated });
+        self.records.push(LogRecord {
+            level,
+            message,
+            fields,
+            truncated,
+        });
         Ok(())
     }
 }
@@ -92,15 +123,24 @@ mod tests {
     #[tokio::test]
     async fn long_lines_are_cut_and_floods_dropped() {
         let mut sink = LogSink::new("a".into(), 2, 5);
-        sink.log(Level::Info, "héllo world".into(), vec![]).await.unwrap();
-        sink.log(Level::Warn, "ok".into(), vec![("k".into(), "v".into())]).await.unwrap();
+        sink.log(Level::Info, "héllo world".into(), vec![])
+            .await
+            .unwrap();
+        sink.log(Level::Warn, "ok".into(), vec![("k".into(), "v".into())])
+            .await
+            .unwrap();
         for _ in 0..1000 {
-            sink.log(Level::Error, "flood".into(), vec![]).await.unwrap();
+            sink.log(Level::Error, "flood".into(), vec![])
+                .await
+                .unwrap();
         }
         assert_eq!(sink.records.len(), 2);
         assert_eq!(sink.records[0].message, "héll");
         assert!(sink.records[0].truncated);
-        assert_eq!(sink.records[1].fields, vec![("k".to_owned(), "v".to_owned())]);
+        assert_eq!(
+            sink.records[1].fields,
+            vec![("k".to_owned(), "v".to_owned())]
+        );
         assert_eq!(sink.dropped, 1000);
     }
 }

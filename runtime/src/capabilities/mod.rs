@@ -76,18 +76,27 @@ impl CallContext {
 
     /// The secrets capability needs the resource table as well as its own state.
     pub(crate) fn secrets_view(&mut self) -> secrets::SecretsView<'_> {
-        secrets::SecretsView { broker: &mut self.secrets, table: &mut self.table }
+        secrets::SecretsView {
+            broker: &mut self.secrets,
+            table: &mut self.table,
+        }
     }
 
     /// The http capability needs the resource table to resolve secret handles.
     pub(crate) fn http_view(&mut self) -> http::HttpView<'_> {
-        http::HttpView { http: &mut self.http, table: &mut self.table }
+        http::HttpView {
+            http: &mut self.http,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiView for CallContext {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -108,8 +117,10 @@ macro_rules! capability_view {
 
 capability_view!(StateView, &'a mut state::StateScope, |ctx| &mut ctx.state);
 capability_view!(LogView, &'a mut log::LogSink, |ctx| &mut ctx.log);
-capability_view!(ProgressView, &'a mut progress::ProgressSink, |ctx| &mut ctx.progress);
-capability_view!(SecretsCap, secrets::SecretsView<'a>, |ctx| ctx.secrets_view());
+capability_view!(ProgressView, &'a mut progress::ProgressSink, |ctx| &mut ctx
+    .progress);
+capability_view!(SecretsCap, secrets::SecretsView<'a>, |ctx| ctx
+    .secrets_view());
 capability_view!(HttpCap, http::HttpView<'a>, |ctx| ctx.http_view());
 
 /// The unit `types` interface has no functions, but bindgen still wants a host for it.

@@ -30,19 +30,38 @@ pub(crate) struct ProgressSink {
 }
 
 impl ProgressSink {
-    pub(crate) fn new(max_reports: u32, max_message_bytes: u32, live: Option<UnboundedSender<ProgressReport>>) -> Self {
-        ProgressSink { max_reports, max_message_bytes: max_message_bytes as usize, live, reports: Vec::new(), dropped: 0 }
+    pub(crate) fn new(
+        max_reports: u32,
+        max_message_bytes: u32,
+        live: Option<UnboundedSender<ProgressReport>>,
+    ) -> Self {
+        ProgressSink {
+            max_reports,
+            max_message_bytes: max_message_bytes as usize,
+            live,
+            reports: Vec::new(),
+            dropped: 0,
+        }
     }
 }
 
 impl Host for ProgressSink {
-    async fn report(&mut self, current: u64, total: u64, message: Option<String>) -> wasmtime::Result<()> {
+    async fn report(
+        &mut self,
+        current: u64,
+        total: u64,
+        message: Option<String>,
+    ) -> wasmtime::Result<()> {
         if current > total || self.reports.len() as u32 >= self.max_reports {
             self.dropped = self.dropped.saturating_add(1);
             return Ok(());
         }
         let message = message.map(|m| truncate(m, self.max_message_bytes).0);
-        let report = ProgressReport { current, total, message };
+        let report = ProgressReport {
+            current,
+            total,
+            message,
+        };
         if let Some(live) = &self.live {
             // A caller that stopped listening does not stop the call.
             let _ = live.send(report.clone());

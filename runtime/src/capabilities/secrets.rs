@@ -21,7 +21,9 @@ pub(crate) struct SecretBroker {
 impl SecretBroker {
     /// A broker that grants nothing.
     pub(crate) fn deny_all(adapter: &str) -> Self {
-        SecretBroker { adapter: adapter.to_owned() }
+        SecretBroker {
+            adapter: adapter.to_owned(),
+        }
     }
 }
 
@@ -32,7 +34,10 @@ pub(crate) struct SecretsView<'a> {
 }
 
 impl Host for SecretsView<'_> {
-    async fn get(&mut self, name: String) -> wasmtime::Result<Result<Resource<SecretHandle>, SecretError>> {
+    async fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<SecretHandle>, SecretError>> {
         tracing::info!(target: "airlock::secrets", adapter = %self.broker.adapter, secret = %name, "secret denied");
         Ok(Err(SecretError::NotGranted(format!(
             "secret {name:?} is not granted to adapter {:?}: this runtime grants no secrets yet",
@@ -40,7 +45,10 @@ impl Host for SecretsView<'_> {
         ))))
     }
 
-    async fn reveal(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<Result<String, SecretError>> {
+    async fn reveal(
+        &mut self,
+        secret: Resource<SecretHandle>,
+    ) -> wasmtime::Result<Result<String, SecretError>> {
         let name = self.table.get(&secret)?.name.clone();
         Ok(Err(SecretError::RevealDenied(format!(
             "revealing secret {name:?} is not allowed for adapter {:?}",

@@ -53,7 +53,9 @@ impl StateScope {
             )));
         }
         if key.chars().any(char::is_control) {
-            return Err(StateError::InvalidKey("the key contains control characters".into()));
+            return Err(StateError::InvalidKey(
+                "the key contains control characters".into(),
+            ));
         }
         Ok(())
     }
@@ -91,14 +93,32 @@ impl Host for StateScope {
         if let Err(e) = self.admit(&key) {
             return Ok(Err(e));
         }
-        Ok(self.db.state_get(self.namespace.clone(), key).await.map_err(unavailable))
+        Ok(self
+            .db
+            .state_get(self.namespace.clone(), key)
+            .await
+            .map_err(unavailable))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>, ttl_secs: Option<u64>) -> wasmtime::Result<Result<(), StateError>> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_secs: Option<u64>,
+    ) -> wasmtime::Result<Result<(), StateError>> {
         if let Err(e) = self.admit(&key).and_then(|_| self.admit_value(&value)) {
             return Ok(Err(e));
         }
-        let stored = self.db.state_set(self.namespace.clone(), key, value, ttl(ttl_secs), self.max_keys).await;
+        let stored = self
+            .db
+            .state_set(
+                self.namespace.clone(),
+                key,
+                value,
+                ttl(ttl_secs),
+                self.max_keys,
+            )
+            .await;
         Ok(match stored {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.too_many_keys()),
@@ -106,13 +126,24 @@ impl Host for StateScope {
         })
     }
 
-    async fn insert_new(&mut self, key: String, value: Vec<u8>, ttl_secs: Option<u64>) -> wasmtime::Result<Result<bool, StateError>> {
+    async fn insert_new(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_secs: Option<u64>,
+    ) -> wasmtime::Result<Result<bool, StateError>> {
         if let Err(e) = self.admit(&key).and_then(|_| self.admit_value(&value)) {
             return Ok(Err(e));
         }
         let stored = self
             .db
-            .state_insert_new(self.namespace.clone(), key, value, ttl(ttl_secs), self.max_keys)
+            .state_insert_new(
+                self.namespace.clone(),
+                key,
+                value,
+                ttl(ttl_secs),
+                self.max_keys,
+            )
             .await;
         Ok(match stored {
             Ok(Some(inserted)) => Ok(inserted),
@@ -125,7 +156,11 @@ impl Host for StateScope {
         if let Err(e) = self.admit(&key) {
             return Ok(Err(e));
         }
-        Ok(self.db.state_delete(self.namespace.clone(), key).await.map_err(unavailable))
+        Ok(self
+            .db
+            .state_delete(self.namespace.clone(), key)
+            .await
+            .map_err(unavailable))
     }
 }
 
@@ -141,15 +176,28 @@ mod tests {
 
     #[tokio::test]
     async fn keys_values_and_op_budget_are_bounded() {
-        let limits = Limits { state_key_bytes: 8, state_value_bytes: 4, state_ops_per_call: 5, state_keys: 1, ..Limits::default() };
+        let limits = Limits {
+            state_key_bytes: 8,
+            state_value_bytes: 4,
+            state_ops_per_call: 5,
+            state_keys: 1,
+            ..Limits::default()
+        };
         let (_dir, mut s) = scope(&limits);
-        assert!(matches!(s.set("k".into(), b"1234".to_vec(), None).await.unwrap(), Ok(())));
-        assert!(matches!(s.set("k".into(), b"12345".to_vec(), None).await.unwrap(),
-            Err(StateError::QuotaExceeded(m)) if m == "the value is 5 bytes; the limit is 4 (limits.state_value_bytes)"));
+        assert!(matches!(
+            s.set("k".into(), b"1234".to_vec(), None).await.unwrap(),
+            Ok(())
+        ));
+        assert!(
+            matches!(s.set("k".into(), b"12345".to_vec(), None).await.unwrap(),
+            Err(StateError::QuotaExceeded(m)) if m == "the value is 5 bytes; the limit is 4 (limits.state_value_bytes)")
+        );
         assert!(matches!(s.get("123456789".into()).await.unwrap(),
             Err(StateError::InvalidKey(m)) if m == "the key is 9 bytes; the limit is 8 (limits.state_key_bytes)"));
-        assert!(matches!(s.set("other".into(), b"1".to_vec(), None).await.unwrap(),
-            Err(StateError::QuotaExceeded(m)) if m == "adapter already holds 1 live keys (limits.state_keys)"));
+        assert!(
+            matches!(s.set("other".into(), b"1".to_vec(), None).await.unwrap(),
+            Err(StateError::QuotaExceeded(m)) if m == "adapter already holds 1 live keys (limits.state_keys)")
+        );
         assert!(matches!(s.get("k".into()).await.unwrap(), Ok(Some(v)) if v == b"1234"));
         assert!(matches!(s.get("k".into()).await.unwrap(),
             Err(StateError::QuotaExceeded(m)) if m == "more than 5 state operations in one call (limits.state_ops_per_call)"));

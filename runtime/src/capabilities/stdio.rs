@@ -25,7 +25,10 @@ pub(crate) struct BoundedPipe {
 
 impl BoundedPipe {
     pub(crate) fn new(capacity: usize) -> Self {
-        BoundedPipe { capacity, inner: Arc::default() }
+        BoundedPipe {
+            capacity,
+            inner: Arc::default(),
+        }
     }
 
     /// What was kept, as text (lossy).
@@ -45,7 +48,11 @@ impl BoundedPipe {
 }
 
 impl AsyncWrite for BoundedPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let mut captured = self.lock();
         let room = self.capacity.saturating_sub(captured.bytes.len());
         let kept = room.min(buf.len());

@@ -37,7 +37,9 @@ impl Demo {
         println!("\n{}. {title}", self.step);
         let invocation = self.adapter.invoke(&self.config, operation).await;
         print_invocation(&invocation);
-        invocation.result.map_err(|e| ExitCode::from(e.error_code.exit_code()))
+        invocation
+            .result
+            .map_err(|e| ExitCode::from(e.error_code.exit_code()))
     }
 }
 
@@ -58,8 +60,14 @@ fn print_invocation(invocation: &Invocation) {
 
 fn progress_bar(current: u64, total: u64) -> String {
     let width: u64 = 30;
-    let filled = if total == 0 { width } else { current.min(total) * width / total };
-    format!("[{}{}] {current}/{total}", "#".repeat(filled as usize), ".".repeat((width - filled) as usize))
+    let filled = (current.min(total) * width)
+        .checked_div(total)
+        .unwrap_or(width);
+    format!(
+        "[{}{}] {current}/{total}",
+        "#".repeat(filled as usize),
+        ".".repeat((width - filled) as usize)
+    )
 }
 
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
@@ -73,13 +81,27 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return super::fail(&e.to_string()),
     };
-    let adapter = match runtime.load_bytes("example", EXAMPLE_ADAPTER.to_vec(), Policy::default(), "bundled example adapter").await {
+    let adapter = match runtime
+        .load_bytes(
+            "example",
+            EXAMPLE_ADAPTER.to_vec(),
+            Policy::default(),
+            "bundled example adapter",
+        )
+        .await
+    {
         Ok(a) => a,
         Err(e) => return super::fail(&e.to_string()),
     };
     let info = adapter.info();
-    println!("Airlock demo: the example adapter ({} KiB component, sha256 {}…)", info.size_bytes / 1024, &info.sha256[..12]);
-    println!("Every step below runs in a fresh WebAssembly instance with fuel, memory and deadline limits.");
+    println!(
+        "Airlock demo: the example adapter ({} KiB component, sha256 {}…)",
+        info.size_bytes / 1024,
+        &info.sha256[..12]
+    );
+    println!(
+        "Every step below runs in a fresh WebAssembly instance with fuel, memory and deadline limits."
+    );
     println!("State lives in {}", runtime.database_path().display());
 
     match run_steps(adapter, args.step_millis).await {
@@ -95,29 +117,63 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
 }
 
 async fn run_steps(adapter: Adapter, step_millis: u64) -> Result<(), ExitCode> {
-    let mut demo = Demo { adapter, config: json!({ "region": "mars-1" }), step: 0 };
+    let mut demo = Demo {
+        adapter,
+        config: json!({ "region": "mars-1" }),
+        step: 0,
+    };
 
     // A bad config first, to show what an author's validation error looks like.
     demo.step += 1;
-    println!("\n{}. validate-config with a bad region (expect VALIDATION)", demo.step);
-    print_invocation(&demo.adapter.invoke(&demo.config, Operation::ValidateConfig).await);
+    println!(
+        "\n{}. validate-config with a bad region (expect VALIDATION)",
+        demo.step
+    );
+    print_invocation(
+        &demo
+            .adapter
+            .invoke(&demo.config, Operation::ValidateConfig)
+            .await,
+    );
 
     demo.config = json!({ "region": "eu-west-1", "plan": "medium", "stepMillis": step_millis });
-    demo.step("validate-config", Operation::ValidateConfig).await?;
+    demo.step("validate-config", Operation::ValidateConfig)
+        .await?;
     let params = json!({ "name": "orders-db", "steps": 5 });
-    let create = || Operation::Create { params: params.clone(), idempotency_key: Some("demo-order-42".into()) };
-    let Output::Provisioned(created) = demo.step("create (idempotency key demo-order-42)", create()).await? else {
+    let create = || Operation::Create {
+        params: params.clone(),
+        idempotency_key: Some("demo-order-42".into()),
+    };
+    let Output::Provisioned(created) = demo
+        .step("create (idempotency key demo-order-42)", create())
+        .await?
+    else {
         unreachable!("create returns a provision result")
     };
-    demo.step("create again with the same key (expect created: false, same instanceId)", create()).await?;
+    demo.step(
+        "create again with the same key (expect created: false, same instanceId)",
+        create(),
+    )
+    .await?;
     let id = created.instance_id;
 
     demo.step += 1;
-    println!("\n{}. status, polled in separate calls until SUCCESS", demo.step);
+    println!(
+        "\n{}. status, polled in separate calls until SUCCESS",
+        demo.step
+    );
     let terminal = std::io::stdout().is_terminal();
     let mut last_line = String::new();
     loop {
-        let invocation = demo.adapter.invoke(&demo.config, Operation::Status { instance_id: id.clone() }).await;
+        let invocation = demo
+            .adapter
+            .invoke(
+                &demo.config,
+                Operation::Status {
+                    instance_id: id.clone(),
+                },
+            )
+            .await;
         let detail = match invocation.result {
             Ok(Output::Status(detail)) => detail,
             Ok(_) => unreachable!("status returns a status"),
@@ -126,13 +182,26 @@ async fn run_steps(adapter: Adapter, step_millis: u64) -> Result<(), ExitCode> {
                 return Err(ExitCode::from(error.error_code.exit_code()));
             }
         };
-        let (current, total) = detail.progress.map(|p| (p.current, p.total)).unwrap_or((0, 0));
-        let line = format!("   {:<8} {}", format!("{:?}", detail.status).to_uppercase(), progress_bar(current, total));
+        let (current, total) = detail
+            .progress
+            .map(|p| (p.current, p.total))
+            .unwrap_or((0, 0));
+        let line = format!(
+            "   {:<8} {}",
+            format!("{:?}", detail.status).to_uppercase(),
+            progress_bar(current, total)
+        );
         if terminal {
-            print!("\r{line}  ({:.2} ms)   ", invocation.receipt.wall_time_us as f64 / 1000.0);
+            print!(
+                "\r{line}  ({:.2} ms)   ",
+                invocation.receipt.wall_time_us as f64 / 1000.0
+            );
             let _ = std::io::stdout().flush();
         } else if line != last_line {
-            println!("{line}  ({:.2} ms)", invocation.receipt.wall_time_us as f64 / 1000.0);
+            println!(
+                "{line}  ({:.2} ms)",
+                invocation.receipt.wall_time_us as f64 / 1000.0
+            );
         }
         last_line = line;
         if detail.status.is_terminal() {
@@ -147,11 +216,45 @@ async fn run_steps(adapter: Adapter, step_millis: u64) -> Result<(), ExitCode> {
         tokio::time::sleep(Duration::from_millis(step_millis.clamp(50, 500) / 2)).await;
     }
 
-    demo.step("credentials (ephemeral, with an expiry)", Operation::Credentials { instance_id: id.clone() }).await?;
-    demo.step("estimate-costs (optional interface `costs`)", Operation::EstimateCosts { instance_id: id.clone() }).await?;
-    demo.step("rotate-credentials (optional interface `rotation`)", Operation::RotateCredentials { instance_id: id.clone() }).await?;
-    demo.step("destroy", Operation::Destroy { instance_id: id.clone() }).await?;
-    demo.step("destroy again (idempotent: succeeds)", Operation::Destroy { instance_id: id.clone() }).await?;
-    demo.step("status after destroy", Operation::Status { instance_id: id }).await?;
+    demo.step(
+        "credentials (ephemeral, with an expiry)",
+        Operation::Credentials {
+            instance_id: id.clone(),
+        },
+    )
+    .await?;
+    demo.step(
+        "estimate-costs (optional interface `costs`)",
+        Operation::EstimateCosts {
+            instance_id: id.clone(),
+        },
+    )
+    .await?;
+    demo.step(
+        "rotate-credentials (optional interface `rotation`)",
+        Operation::RotateCredentials {
+            instance_id: id.clone(),
+        },
+    )
+    .await?;
+    demo.step(
+        "destroy",
+        Operation::Destroy {
+            instance_id: id.clone(),
+        },
+    )
+    .await?;
+    demo.step(
+        "destroy again (idempotent: succeeds)",
+        Operation::Destroy {
+            instance_id: id.clone(),
+        },
+    )
+    .await?;
+    demo.step(
+        "status after destroy",
+        Operation::Status { instance_id: id },
+    )
+    .await?;
     Ok(())
 }

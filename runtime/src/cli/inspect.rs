@@ -35,21 +35,52 @@ pub(crate) async fn run(data_dir: &Path, args: InspectArgs) -> ExitCode {
         let mut value = serde_json::to_value(info).unwrap_or_default();
         value["world"] = "airlock:adapter/adapter@0.1.0".into();
         value["capabilities"] = serde_json::to_value(info.capabilities()).unwrap_or_default();
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!("adapter      {}", info.name);
-    println!("component    {} ({} bytes, sha256 {})", args.adapter.display(), info.size_bytes, &info.sha256[..16]);
+    println!(
+        "component    {} ({} bytes, sha256 {})",
+        args.adapter.display(),
+        info.size_bytes,
+        &info.sha256[..16]
+    );
     println!("world        airlock:adapter/adapter@0.1.0");
     println!("operations   validate-config, create, status, destroy, credentials");
-    println!("optional     lifecycle (pause, resume): {}", yes(info.optional.lifecycle));
-    println!("             costs (estimate-costs): {}", yes(info.optional.costs));
-    println!("             rotation (rotate-credentials): {}", yes(info.optional.rotation));
+    println!(
+        "optional     lifecycle (pause, resume): {}",
+        yes(info.optional.lifecycle)
+    );
+    println!(
+        "             costs (estimate-costs): {}",
+        yes(info.optional.costs)
+    );
+    println!(
+        "             rotation (rotate-credentials): {}",
+        yes(info.optional.rotation)
+    );
     let caps = info.capabilities();
-    println!("capabilities {}", if caps.is_empty() { "none".to_owned() } else { caps.join(", ") });
-    let wasi: Vec<&String> = info.imports.iter().filter(|i| i.starts_with("wasi:")).collect();
-    println!("wasi imports {} (no files, env, args or sockets are granted)", wasi.len());
+    println!(
+        "capabilities {}",
+        if caps.is_empty() {
+            "none".to_owned()
+        } else {
+            caps.join(", ")
+        }
+    );
+    let wasi: Vec<&String> = info
+        .imports
+        .iter()
+        .filter(|i| i.starts_with("wasi:"))
+        .collect();
+    println!(
+        "wasi imports {} (no files, env, args or sockets are granted)",
+        wasi.len()
+    );
     for import in wasi {
         println!("             {import}");
     }

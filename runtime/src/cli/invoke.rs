@@ -44,7 +44,8 @@ pub(crate) fn json_argument(name: &str, text: &str) -> Result<Value, String> {
     let (source, body) = match text.strip_prefix('@') {
         Some(file) => (
             file.to_owned(),
-            std::fs::read_to_string(file).map_err(|e| format!("--{name} @{file}: cannot read: {e}"))?,
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("--{name} @{file}: cannot read: {e}"))?,
         ),
         None => ("inline".to_owned(), text.to_owned()),
     };
@@ -60,14 +61,20 @@ pub(crate) async fn run(data_dir: &Path, args: InvokeArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
-    let params = match args.params.as_deref().map(|p| json_argument("params", p)).transpose() {
+    let params = match args
+        .params
+        .as_deref()
+        .map(|p| json_argument("params", p))
+        .transpose()
+    {
         Ok(v) => v,
         Err(e) => return usage(e),
     };
-    let operation = match Operation::from_parts(&args.operation, args.instance, params, args.idempotency_key) {
-        Ok(op) => op,
-        Err(e) => return usage(e),
-    };
+    let operation =
+        match Operation::from_parts(&args.operation, args.instance, params, args.idempotency_key) {
+            Ok(op) => op,
+            Err(e) => return usage(e),
+        };
     let policy = match super::policy(args.policy.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
@@ -87,18 +94,27 @@ pub(crate) async fn run(data_dir: &Path, args: InvokeArgs) -> ExitCode {
             eprintln!("[{} {}] {}", adapter.name(), record.level, record.message);
         }
         if args.receipt {
-            eprintln!("{}", serde_json::to_string(&invocation.receipt).unwrap_or_default());
+            eprintln!(
+                "{}",
+                serde_json::to_string(&invocation.receipt).unwrap_or_default()
+            );
         } else {
             eprintln!("# {}", receipt_line(&invocation.receipt));
         }
     }
     match invocation.result {
         Ok(output) => {
-            println!("{}", serde_json::to_string_pretty(&output.to_json()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&output.to_json()).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
-            println!("{}", serde_json::to_string_pretty(&error_json(&error)).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&error_json(&error)).unwrap_or_default()
+            );
             ExitCode::from(error.error_code.exit_code())
         }
     }

@@ -17,10 +17,19 @@ use clap::{Parser, Subcommand};
 pub(crate) const EXIT_LOAD: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "airlock", version, about = "Run untrusted provisioning adapters in a WebAssembly sandbox")]
+#[command(
+    name = "airlock",
+    version,
+    about = "Run untrusted provisioning adapters in a WebAssembly sandbox"
+)]
 struct Cli {
     /// Where the state database and the compiled-component cache live.
-    #[arg(long, global = true, default_value = ".airlock", env = "AIRLOCK_DATA_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".airlock",
+        env = "AIRLOCK_DATA_DIR"
+    )]
     data_dir: PathBuf,
     /// Host log filter (tracing syntax), e.g. `info` or `airlock::guest=debug`.
     #[arg(long, global = true, default_value = "warn", env = "AIRLOCK_LOG")]
@@ -42,10 +51,15 @@ enum Command {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

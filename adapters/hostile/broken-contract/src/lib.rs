@@ -51,14 +51,21 @@ impl Guest for Broken {
             status: Status::Running,
             error_code: None,
             message: None,
-            progress: Some(Progress { current: 7, total: 3 }),
+            progress: Some(Progress {
+                current: 7,
+                total: 3,
+            }),
             raw: None,
         })
     }
 
     /// An error with an empty message (messages must not be empty).
     fn destroy(_config: String, _instance_id: String) -> Result<(), AdapterError> {
-        Err(AdapterError { code: ErrorCode::Internal, message: String::new(), raw: None })
+        Err(AdapterError {
+            code: ErrorCode::Internal,
+            message: String::new(),
+            raw: None,
+        })
     }
 
     /// A credential that expired in 1970 (expiry must be in the future).

@@ -21,7 +21,9 @@ fn recurse(n: u64, stop: u64) -> u64 {
     let c = b.wrapping_add(a >> 7);
     let d = c ^ (b << 3);
     let r = recurse(n + 1, stop);
-    (r.rotate_left(5) ^ a).wrapping_mul(b | 1).wrapping_add(c ^ d)
+    (r.rotate_left(5) ^ a)
+        .wrapping_mul(b | 1)
+        .wrapping_add(c ^ d)
 }
 
 /// Start the recursion from values the optimizer cannot see through.

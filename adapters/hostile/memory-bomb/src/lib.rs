@@ -12,8 +12,7 @@ const PAGE: usize = 4096; // touch one byte per page so the memory is really use
 fn bomb() -> ! {
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut chunk = Vec::<u8>::with_capacity(CHUNK);
-        chunk.resize(CHUNK, 0);
+        let mut chunk = vec![0u8; CHUNK];
         for i in (0..CHUNK).step_by(PAGE) {
             chunk[i] = (i / PAGE) as u8 | 1;
         }
