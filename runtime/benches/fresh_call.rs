@@ -3,6 +3,8 @@
 //! The full comparison against the bare wasmtime floor and a process per call is a
 //! separate benchmark; this one keeps an eye on the per-call path.
 
+#![allow(missing_docs, unreachable_pub)]
+
 use std::time::{Duration, Instant};
 
 use airlock::{Operation, Policy, Runtime, RuntimeConfig};
@@ -61,7 +63,7 @@ async fn main() {
         time_calls(&adapter, &config, || Operation::Status { instance_id: id.clone() }).await,
     );
     summarize(
-        "create, repeated key (fresh instance, 2 state reads)",
+        "create, repeated key (fresh, 2 state reads)",
         time_calls(&adapter, &config, || Operation::Create { params: json!({ "name": "bench" }), idempotency_key: Some("bench".into()) }).await,
     );
     summarize("load: compile (first load)", vec![compile]);
