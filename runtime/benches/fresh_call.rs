@@ -18,12 +18,25 @@ const ITERATIONS: usize = 3000;
 fn summarize(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
-    println!("| {name:<46} | {:>9.1} | {:>9.1} | {:>9.1} |", at(0.5), at(0.99), at(0.0));
+    println!(
+        "| {name:<46} | {:>9.1} | {:>9.1} | {:>9.1} |",
+        at(0.5),
+        at(0.99),
+        at(0.0)
+    );
 }
 
-async fn time_calls(adapter: &airlock::Adapter, config: &serde_json::Value, op: impl Fn() -> Operation) -> Vec<Duration> {
+async fn time_calls(
+    adapter: &airlock::Adapter,
+    config: &serde_json::Value,
+    op: impl Fn() -> Operation,
+) -> Vec<Duration> {
     for _ in 0..WARMUP {
-        adapter.invoke(config, op()).await.result.expect("warm-up call succeeds");
+        adapter
+            .invoke(config, op())
+            .await
+            .result
+            .expect("warm-up call succeeds");
     }
     let mut samples = Vec::with_capacity(ITERATIONS);
     for _ in 0..ITERATIONS {
@@ -42,29 +55,55 @@ async fn main() {
     let bytes = std::fs::read(EXAMPLE_ADAPTER).unwrap();
 
     let start = Instant::now();
-    let adapter = runtime.load_bytes("example", bytes.clone(), Policy::default(), "example").await.unwrap();
+    let adapter = runtime
+        .load_bytes("example", bytes.clone(), Policy::default(), "example")
+        .await
+        .unwrap();
     let compile = start.elapsed();
     let mut hits = Vec::new();
     for _ in 0..20 {
         let start = Instant::now();
-        runtime.load_bytes("example", bytes.clone(), Policy::default(), "example").await.unwrap();
+        runtime
+            .load_bytes("example", bytes.clone(), Policy::default(), "example")
+            .await
+            .unwrap();
         hits.push(start.elapsed());
     }
 
     let config = json!({ "region": "eu-west-1", "stepMillis": 0 });
-    let id = adapter.create(&config, &json!({ "name": "bench" }), Some("bench")).await.unwrap().instance_id;
+    let id = adapter
+        .create(&config, &json!({ "name": "bench" }), Some("bench"))
+        .await
+        .unwrap()
+        .instance_id;
 
-    println!("example adapter ({} KiB), {ITERATIONS} calls after {WARMUP} warm-up, one task\n", bytes.len() / 1024);
-    println!("| {:<46} | {:>9} | {:>9} | {:>9} |", "what", "median µs", "p99 µs", "min µs");
+    println!(
+        "example adapter ({} KiB), {ITERATIONS} calls after {WARMUP} warm-up, one task\n",
+        bytes.len() / 1024
+    );
+    println!(
+        "| {:<46} | {:>9} | {:>9} | {:>9} |",
+        "what", "median µs", "p99 µs", "min µs"
+    );
     println!("|{:-<48}|{:->11}|{:->11}|{:->11}|", "", "", "", "");
-    summarize("validate-config (fresh instance, no state)", time_calls(&adapter, &config, || Operation::ValidateConfig).await);
+    summarize(
+        "validate-config (fresh instance, no state)",
+        time_calls(&adapter, &config, || Operation::ValidateConfig).await,
+    );
     summarize(
         "status (fresh instance, 1 state read)",
-        time_calls(&adapter, &config, || Operation::Status { instance_id: id.clone() }).await,
+        time_calls(&adapter, &config, || Operation::Status {
+            instance_id: id.clone(),
+        })
+        .await,
     );
     summarize(
         "create, repeated key (fresh, 2 state reads)",
-        time_calls(&adapter, &config, || Operation::Create { params: json!({ "name": "bench" }), idempotency_key: Some("bench".into()) }).await,
+        time_calls(&adapter, &config, || Operation::Create {
+            params: json!({ "name": "bench" }),
+            idempotency_key: Some("bench".into()),
+        })
+        .await,
     );
     summarize("load: compile (first load)", vec![compile]);
     summarize("load: precompiled cache hit", hits);
