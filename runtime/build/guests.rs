@@ -122,17 +122,19 @@ pub(crate) fn build_guests(packages: &[String]) -> Vec<(String, PathBuf)> {
 /// The guest packages (cdylib crates) under `adapters/`, found from their manifests.
 pub(crate) fn guest_packages() -> Vec<String> {
     let adapters = repo_root().join("adapters");
-    let mut dirs = vec![adapters.join("example")];
-    for group in ["hostile", "realistic"] {
-        if let Ok(entries) = std::fs::read_dir(adapters.join(group)) {
-            dirs.extend(
+    let crates_in = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
                 entries
                     .flatten()
                     .map(|e| e.path())
-                    .filter(|p| p.join("Cargo.toml").exists()),
-            );
-        }
-    }
+                    .filter(|p| p.join("Cargo.toml").exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut dirs = crates_in(&adapters);
+    dirs.extend(crates_in(&adapters.join("hostile")));
     let mut packages: Vec<String> = dirs
         .iter()
         .filter_map(|dir| std::fs::read_to_string(dir.join("Cargo.toml")).ok())

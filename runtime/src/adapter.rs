@@ -13,8 +13,8 @@ use wasmtime::component::{Component, InstancePre};
 
 use crate::bindings::{contract, costs, lifecycle, rotation};
 use crate::cache::CacheOutcome;
-use crate::capabilities::CallContext;
 use crate::capabilities::progress::ProgressReport;
+use crate::capabilities::{AdapterGrants, CallContext};
 use crate::contract::{AdapterError, CostEstimate, Credential, ProvisionResult, StatusDetail};
 use crate::error::Error;
 use crate::operation::{Invocation, Operation, Output};
@@ -123,6 +123,7 @@ pub(crate) struct AdapterInner {
     pub(crate) pre: InstancePre<CallContext>,
     pub(crate) exports: Exports,
     pub(crate) policy: Policy,
+    pub(crate) grants: AdapterGrants,
     pub(crate) info: AdapterInfo,
 }
 
@@ -145,6 +146,7 @@ impl Adapter {
         runtime: Runtime,
         component: Component,
         policy: Policy,
+        grants: AdapterGrants,
         info: AdapterInfo,
         origin: &str,
     ) -> Result<Adapter, Error> {
@@ -223,6 +225,7 @@ impl Adapter {
                 pre,
                 exports,
                 policy,
+                grants,
                 info,
             }),
         })

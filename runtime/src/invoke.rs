@@ -10,12 +10,13 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::adapter::{AdapterInner, COSTS, CallOptions, LIFECYCLE, ROTATION};
 use crate::bindings::{costs, wit};
-use crate::capabilities::CallContext;
-use crate::capabilities::limiter::{CallLimiter, LimitExceeded};
-use crate::capabilities::log::LogSink;
-use crate::capabilities::progress::ProgressSink;
-use crate::capabilities::state::StateScope;
-use crate::contract::{self, AdapterError, ContractBounds, ErrorCode, ErrorOrigin, LimitKind};
+use crate::capabilities::http::ProviderFailure;
+use crate::capabilities::limiter::LimitExceeded;
+use crate::capabilities::secrets::guard::LeakGuard;
+use crate::capabilities::{CallContext, CallSetup};
+use crate::contract::{
+    self, AdapterError, ContractBounds, Credential, ErrorCode, ErrorOrigin, LimitKind,
+};
 use crate::operation::{Invocation, Operation, Output, Receipt};
 use crate::policy::Limits;
 
@@ -67,26 +68,14 @@ pub(crate) async fn invoke(
     };
     let deadline = Instant::now() + limits.deadline();
 
-    let context = CallContext::new(
-        CallLimiter::new(limits.memory_bytes(), limits.table_elements),
-        StateScope::new(
-            adapter.runtime.inner.db.clone(),
-            adapter.info.name.clone(),
-            limits,
-        ),
-        LogSink::new(
-            adapter.info.name.clone(),
-            limits.log_records,
-            limits.log_line_bytes,
-        ),
-        ProgressSink::new(
-            limits.progress_reports,
-            limits.log_line_bytes,
-            options.progress,
-        ),
-        limits.stdio_bytes as usize,
-        &adapter.info.name,
-    );
+    let context = CallContext::new(CallSetup {
+        adapter: &adapter.info.name,
+        limits,
+        db: adapter.runtime.inner.db.clone(),
+        grants: &adapter.grants,
+        deadline,
+        live_progress: options.progress,
+    });
     let mut store = Store::new(&adapter.runtime.inner.engine, context);
     store.limiter(|ctx| &mut ctx.limiter);
     let fuel_set = store.set_fuel(limits.fuel);
@@ -130,12 +119,18 @@ pub(crate) async fn invoke(
         Ok(answer) => check_answer(answer, &operation, &limits.contract_bounds()),
         Err(error) => Err(classify(error, store.data(), limits)),
     };
+    let mut ctx = store.into_data();
+    let mut result = result.map_err(|error| reclassify(error, ctx.http.last_failure.as_ref()));
+    let guard = &adapter.grants.secrets.guard;
+    if !guard.is_empty() {
+        receipt.redactions = redact(guard, &mut result, &mut ctx);
+    }
 
-    let ctx = store.into_data();
     receipt.wall_time_us = started.elapsed().as_micros() as u64;
     receipt.memory_peak_bytes = ctx.limiter.memory_peak;
     receipt.state_ops = ctx.state.ops;
     receipt.http_requests = ctx.http.requests;
+    receipt.secrets_revealed = ctx.secrets.revealed;
     receipt.log_records = ctx.log.records.len() as u32;
     receipt.logs_dropped = ctx.log.dropped;
     receipt.progress_dropped = ctx.progress.dropped;
@@ -156,8 +151,114 @@ pub(crate) async fn invoke(
         receipt,
         logs: ctx.log.records,
         progress: ctx.progress.reports,
-        stdout: ctx.stdout.text(),
-        stderr: ctx.stderr.text(),
+        stdout: redacted_text(guard, &ctx.stdout),
+        stderr: redacted_text(guard, &ctx.stderr),
+    }
+}
+
+/// The provider failure a guest passed through decides the code: a guest that gives up
+/// after a 429 is `LIMIT` (with the Retry-After it saw), after a 401/403 `AUTH`, after a
+/// 5xx or no answer at all `RETRYABLE`, whatever code it chose itself.
+fn reclassify(mut error: AdapterError, failure: Option<&ProviderFailure>) -> AdapterError {
+    if error.origin != ErrorOrigin::Adapter {
+        return error;
+    }
+    let (code, status, retry_after) = match failure {
+        Some(ProviderFailure::Status {
+            status: 429,
+            retry_after,
+        }) => (ErrorCode::Limit, Some(429), retry_after.clone()),
+        Some(ProviderFailure::Status {
+            status: s @ (401 | 403),
+            ..
+        }) => (ErrorCode::Auth, Some(*s), None),
+        Some(ProviderFailure::Status {
+            status: s @ 500..=599,
+            ..
+        }) => (ErrorCode::Retryable, Some(*s), None),
+        Some(ProviderFailure::Unreachable) => (ErrorCode::Retryable, None, None),
+        _ => return error,
+    };
+    let mut raw = match error.raw.take() {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(status) = status {
+        raw.insert("providerStatus".into(), status.into());
+    }
+    if let Some(after) = retry_after {
+        raw.insert("retryAfter".into(), after.into());
+    }
+    if code != error.error_code {
+        raw.insert("adapterErrorCode".into(), error.error_code.as_str().into());
+        error.error_code = code;
+    }
+    error.raw = Some(serde_json::Value::Object(raw));
+    error
+}
+
+/// Redact granted secrets from everything the guest produced; how many were replaced.
+fn redact(
+    guard: &LeakGuard,
+    result: &mut Result<Output, AdapterError>,
+    ctx: &mut CallContext,
+) -> u32 {
+    let mut count = 0;
+    match result {
+        Ok(output) => count += redact_output(guard, output),
+        Err(error) => {
+            count += guard.redact(&mut error.message);
+            if let Some(raw) = &mut error.raw {
+                count += guard.redact_json(raw);
+            }
+        }
+    }
+    for record in &mut ctx.log.records {
+        count += guard.redact(&mut record.message);
+        for (key, value) in &mut record.fields {
+            count += guard.redact(key) + guard.redact(value);
+        }
+    }
+    for report in &mut ctx.progress.reports {
+        if let Some(message) = &mut report.message {
+            count += guard.redact(message);
+        }
+    }
+    for pipe in [&ctx.stdout, &ctx.stderr] {
+        let mut text = pipe.text();
+        count += guard.redact(&mut text);
+    }
+    count
+}
+
+fn redacted_text(guard: &LeakGuard, pipe: &crate::capabilities::stdio::BoundedPipe) -> String {
+    let mut text = pipe.text();
+    guard.redact(&mut text);
+    text
+}
+
+fn redact_output(guard: &LeakGuard, output: &mut Output) -> u32 {
+    let object = |map: &mut serde_json::Map<String, serde_json::Value>| {
+        let mut value = serde_json::Value::Object(std::mem::take(map));
+        let count = guard.redact_json(&mut value);
+        if let serde_json::Value::Object(redacted) = value {
+            *map = redacted;
+        }
+        count
+    };
+    match output {
+        Output::Valid | Output::Destroyed { .. } => 0,
+        Output::Provisioned(r) => {
+            guard.redact(&mut r.instance_id)
+                + object(&mut r.connection)
+                + r.metadata.as_mut().map_or(0, object)
+        }
+        Output::Status(s) => {
+            s.message.as_mut().map_or(0, |m| guard.redact(m)) + s.raw.as_mut().map_or(0, object)
+        }
+        Output::Credential(Credential::Ephemeral { values, .. }) => object(values),
+        Output::Credential(Credential::Reference { locator, .. }) => guard.redact(locator),
+        Output::CostEstimate(c) => c.breakdown.as_mut().map_or(0, object),
     }
 }
 
@@ -174,6 +275,8 @@ fn empty_receipt(adapter: &AdapterInner, operation: &Operation, limits: &Limits)
         limit_hit: None,
         error_code: None,
         instantiated: false,
+        redactions: 0,
+        secrets_revealed: 0,
         state_ops: 0,
         http_requests: 0,
         log_records: 0,

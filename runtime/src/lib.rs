@@ -2,8 +2,8 @@
 //!
 //! Airlock runs *untrusted* provisioning adapters as WebAssembly components. Each call gets
 //! a fresh instance under fuel, memory and wall-clock limits, and the guest reaches the
-//! world only through capability imports its policy grants (`state`, `log`, `progress`;
-//! `http` and `secrets` deny everything in this version). Adapter errors, exhausted limits,
+//! world only through capability imports its policy grants (`state`, `log`, `progress`,
+//! allow-listed `http`, and `secrets` as opaque handles). Adapter errors, exhausted limits,
 //! traps and broken contracts all come back in the contract's six error codes.
 //!
 //! ```no_run
@@ -43,11 +43,12 @@ pub use cache::CacheOutcome;
 pub use capabilities::log::LogRecord;
 pub use capabilities::progress::ProgressReport;
 pub use capabilities::secrets::SecretHandle;
+pub use capabilities::secrets::source::{EnvSource, FileSource, SecretSource, SecretValue};
 pub use contract::{
     AdapterError, CostEstimate, Credential, ErrorCode, ErrorOrigin, LimitKind, Progress,
     ProvisionResult, SecretManager, Status, StatusDetail,
 };
 pub use error::Error;
 pub use operation::{Invocation, OPERATION_NAMES, Operation, Output, Receipt};
-pub use policy::{Limits, Policy};
+pub use policy::{AllowConfig, HttpConfig, Limits, Policy, SecretConfig};
 pub use runtime::{Runtime, RuntimeConfig};

@@ -216,6 +216,10 @@ pub struct Receipt {
     pub error_code: Option<ErrorCode>,
     /// Whether a fresh instance was created (false when the runtime refused the call first).
     pub instantiated: bool,
+    /// Secret values (in any encoding) the leak guard replaced in the guest's output.
+    pub redactions: u32,
+    /// Times the guest read a secret's value through `reveal`.
+    pub secrets_revealed: u32,
     /// State operations performed.
     pub state_ops: u32,
     /// HTTP requests attempted.

@@ -24,10 +24,13 @@
 //! max_credential_ttl_secs = 43_200
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::contract::ContractBounds;
 use crate::error::Error;
@@ -42,9 +45,76 @@ pub struct Policy {
     /// Resource limits per call.
     #[serde(default)]
     pub limits: Limits,
+    /// Outbound HTTP: the allow-list and its bounds. Empty means deny all.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Secrets granted to the adapter, by the name the guest asks for.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<SecretConfig>>,
     /// Where the policy was read from, for error messages.
     #[serde(skip)]
     pub origin: Option<String>,
+    /// The TOML text, so that load-time errors can name lines.
+    #[serde(skip)]
+    source: Option<Arc<str>>,
+}
+
+/// The `[http]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `[[http.allow]]` entries; a request must match one.
+    pub allow: Vec<Spanned<AllowConfig>>,
+    /// Requests per call.
+    pub max_requests_per_call: u32,
+    /// Largest request body, in bytes.
+    pub max_request_body_bytes: u64,
+    /// Largest response body, in bytes.
+    pub max_response_body_bytes: u64,
+    /// Per-request timeout, in milliseconds (always inside the call's deadline).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allow: Vec::new(),
+            max_requests_per_call: 32,
+            max_request_body_bytes: 1024 * 1024,
+            max_response_body_bytes: 4 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// One `[[http.allow]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowConfig {
+    /// `scheme://host[:port][/path-prefix]`; the host may start with `*.` to allow every
+    /// subdomain (not the domain itself). The port defaults to the scheme's.
+    pub url: String,
+    /// Allowed methods (`GET`, `POST`, …); all if absent.
+    pub methods: Option<Vec<String>>,
+    /// Non-public address ranges (CIDR) this destination may resolve to, such as
+    /// `127.0.0.1/32` for a provider on the same machine. Public addresses need no grant.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// One `[secrets.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// Where the value comes from: `env:VARIABLE` or `file:/path`.
+    pub source: String,
+    /// URL patterns (same syntax as `[[http.allow]]` urls) of the requests the host may
+    /// place this secret into.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// Let the guest read the value (for signing schemes); logged on every use.
+    #[serde(default)]
+    pub reveal: bool,
 }
 
 /// Resource limits, per call unless noted.
@@ -186,6 +256,7 @@ impl Policy {
             message: describe_toml_error(text, &e),
         })?;
         policy.origin = Some(origin.to_owned());
+        policy.source = Some(Arc::from(text));
         Ok(policy)
     }
 
@@ -199,14 +270,64 @@ impl Policy {
         Policy::from_toml(&text, &origin)
     }
 
+    /// Where a spanned item starts: `line N`, or `fallback` for a policy built in code.
+    pub(crate) fn locate(&self, span: std::ops::Range<usize>, fallback: &str) -> String {
+        match &self.source {
+            Some(text) => format!(
+                "line {}",
+                text[..span.start.min(text.len())].matches('\n').count() + 1
+            ),
+            None => fallback.to_owned(),
+        }
+    }
+
+    /// The name used in errors for this policy.
+    pub(crate) fn origin_or<'a>(&'a self, component: &'a str) -> &'a str {
+        self.origin.as_deref().unwrap_or(component)
+    }
+
     /// Check the policy for an adapter load; errors name the policy file, or else the
     /// component (`origin`) the policy came with.
     pub(crate) fn validate(&self, origin: &str, max_memory_bytes: u64) -> Result<(), Error> {
-        let origin = self.origin.as_deref().unwrap_or(origin);
+        let origin = self.origin_or(origin);
         let fail = |message: String| Error::Policy {
             origin: origin.to_owned(),
             message,
         };
+        let http = &self.http;
+        let checks: [(&str, u64, u64, u64); 4] = [
+            (
+                "http.max_requests_per_call",
+                u64::from(http.max_requests_per_call),
+                1,
+                10_000,
+            ),
+            (
+                "http.max_request_body_bytes",
+                http.max_request_body_bytes,
+                0,
+                64 * 1024 * 1024,
+            ),
+            (
+                "http.max_response_body_bytes",
+                http.max_response_body_bytes,
+                1,
+                64 * 1024 * 1024,
+            ),
+            (
+                "http.request_timeout_ms",
+                http.request_timeout_ms,
+                1,
+                15 * 60 * 1000,
+            ),
+        ];
+        for (name, value, min, max) in checks {
+            if value < min || value > max {
+                return Err(fail(format!(
+                    "{name} = {value} is out of range ({min} to {max})"
+                )));
+            }
+        }
         if let Some(name) = &self.name {
             validate_name(name).map_err(fail)?;
         }

@@ -10,7 +10,11 @@ use wasmtime::component::Linker;
 
 use crate::adapter::{Adapter, AdapterInfo};
 use crate::cache::{ArtifactCache, sha256_hex};
-use crate::capabilities::{self, CallContext};
+use crate::capabilities::http::HttpGrant;
+use crate::capabilities::http::policy::HttpPolicy;
+use crate::capabilities::secrets::SecretGrants;
+use crate::capabilities::secrets::source::{SecretSource, default_sources};
+use crate::capabilities::{self, AdapterGrants, CallContext};
 use crate::database::Database;
 use crate::engine::{EngineSettings, build_engine, spawn_epoch_ticker};
 use crate::error::Error;
@@ -29,6 +33,9 @@ pub struct RuntimeConfig {
     pub max_memory_mib: u64,
     /// Keep compiled components on disk. Default: true.
     pub cache_compiled: bool,
+    /// Where `[secrets.NAME] source = "scheme:…"` values come from. Default: `env:` and
+    /// `file:`; add a source to support a secret manager.
+    pub secret_sources: Vec<Arc<dyn SecretSource>>,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +45,7 @@ impl Default for RuntimeConfig {
             pool_size: 128,
             max_memory_mib: 1024,
             cache_compiled: true,
+            secret_sources: default_sources(),
         }
     }
 }
@@ -171,6 +179,19 @@ impl Runtime {
             origin: policy.origin.clone().unwrap_or_else(|| origin.to_owned()),
             message,
         })?;
+        let policy_error = |message: String| Error::Policy {
+            origin: policy.origin_or(origin).to_owned(),
+            message,
+        };
+        let http = HttpPolicy::compile(&policy)
+            .and_then(HttpGrant::new)
+            .map_err(policy_error)?;
+        let secrets =
+            SecretGrants::compile(&policy, &inner.config.secret_sources).map_err(policy_error)?;
+        let grants = AdapterGrants {
+            http: Arc::new(http),
+            secrets: Arc::new(secrets),
+        };
         check_component_header(bytes, origin)?;
         let digest = sha256_hex(bytes);
         let (component, cache) = match &inner.cache {
@@ -187,7 +208,7 @@ impl Runtime {
         };
         let info =
             AdapterInfo::describe(&inner.engine, &component, name, digest, bytes.len(), cache);
-        Adapter::prepare(self.clone(), component, policy, info, origin)
+        Adapter::prepare(self.clone(), component, policy, grants, info, origin)
     }
 }
 

@@ -7,6 +7,9 @@ use airlock::{ErrorCode, ErrorOrigin, LimitKind, Operation, Runtime};
 use serde_json::json;
 
 use crate::common::*;
+// Tested with the capabilities they attack.
+#[allow(unused_imports)]
+use crate::capabilities::{exfiltrate, http_probe};
 
 /// Every hostile adapter has a test of its own name.
 macro_rules! has_test {

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod common;
+mod capabilities;
 mod cli;
 mod example;
 mod hostile;

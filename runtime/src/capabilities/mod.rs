@@ -8,8 +8,8 @@
 //! | `state` | [`state`] | always; scoped to the adapter's name, bounded by `[limits]` |
 //! | `log` | [`log`] | always; bounded by `[limits]` |
 //! | `progress` | [`progress`] | always; bounded by `[limits]` |
-//! | `secrets` | [`secrets`] | nothing yet: every request is denied |
-//! | `http` | [`http`] | nothing yet: every request is denied |
+//! | `secrets` | [`secrets`] | `[secrets.NAME]` tables: source, bound destinations, reveal |
+//! | `http` | [`http`] | `[[http.allow]]` entries and the `[http]` bounds; empty denies all |
 //! | WASI | [`stdio`] and wasmtime-wasi | clocks and random only; no files, env, args, sockets; stdout/stderr captured and bounded |
 
 pub(crate) mod http;
@@ -20,10 +20,32 @@ pub(crate) mod secrets;
 pub(crate) mod state;
 pub(crate) mod stdio;
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::airlock::adapter as imports;
+use crate::database::Database;
+use crate::policy::Limits;
+
+/// What a policy grants an adapter, compiled once at load and shared by its calls.
+pub(crate) struct AdapterGrants {
+    pub(crate) http: Arc<http::HttpGrant>,
+    pub(crate) secrets: Arc<secrets::SecretGrants>,
+}
+
+/// What a call's capabilities are built from.
+pub(crate) struct CallSetup<'a> {
+    pub(crate) adapter: &'a str,
+    pub(crate) limits: &'a Limits,
+    pub(crate) db: Database,
+    pub(crate) grants: &'a AdapterGrants,
+    pub(crate) deadline: Instant,
+    pub(crate) live_progress: Option<UnboundedSender<progress::ProgressReport>>,
+}
 
 /// The store data of one call.
 pub(crate) struct CallContext {
@@ -40,14 +62,17 @@ pub(crate) struct CallContext {
 }
 
 impl CallContext {
-    pub(crate) fn new(
-        limiter: limiter::CallLimiter,
-        state: state::StateScope,
-        log: log::LogSink,
-        progress: progress::ProgressSink,
-        stdio_bytes: usize,
-        adapter: &str,
-    ) -> Self {
+    /// Everything one call's capabilities start from, fresh.
+    pub(crate) fn new(setup: CallSetup<'_>) -> Self {
+        let CallSetup {
+            adapter,
+            limits,
+            db,
+            grants,
+            deadline,
+            live_progress,
+        } = setup;
+        let stdio_bytes = limits.stdio_bytes as usize;
         let stdout = stdio::BoundedPipe::new(stdio_bytes);
         let stderr = stdio::BoundedPipe::new(stdio_bytes);
         // Deliberately empty: no preopened directories, no environment, no arguments, no
@@ -63,14 +88,22 @@ impl CallContext {
         CallContext {
             wasi,
             table: ResourceTable::new(),
-            limiter,
-            state,
-            log,
-            progress,
+            limiter: limiter::CallLimiter::new(limits.memory_bytes(), limits.table_elements),
+            state: state::StateScope::new(db, adapter.to_owned(), limits),
+            log: log::LogSink::new(
+                adapter.to_owned(),
+                limits.log_records,
+                limits.log_line_bytes,
+            ),
+            progress: progress::ProgressSink::new(
+                limits.progress_reports,
+                limits.log_line_bytes,
+                live_progress,
+            ),
             stdout,
             stderr,
-            secrets: secrets::SecretBroker::deny_all(adapter),
-            http: http::OutboundHttp::deny_all(adapter),
+            secrets: secrets::SecretBroker::new(adapter, grants.secrets.clone()),
+            http: http::OutboundHttp::new(adapter, grants.http.clone(), deadline),
         }
     }
 
@@ -82,10 +115,12 @@ impl CallContext {
         }
     }
 
-    /// The http capability needs the resource table to resolve secret handles.
+    /// The http capability needs the resource table and the secret grants to place secret
+    /// values into headers.
     pub(crate) fn http_view(&mut self) -> http::HttpView<'_> {
         http::HttpView {
             http: &mut self.http,
+            secrets: &self.secrets,
             table: &mut self.table,
         }
     }

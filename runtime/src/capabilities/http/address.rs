@@ -64,7 +64,12 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
                 let s = v6.segments();
                 // ::a.b.c.d (deprecated IPv4-compatible), but not :: or ::1.
                 if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
-                    IpAddr::V4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+                    IpAddr::V4(Ipv4Addr::new(
+                        (s[6] >> 8) as u8,
+                        s[6] as u8,
+                        (s[7] >> 8) as u8,
+                        s[7] as u8,
+                    ))
                 } else {
                     IpAddr::V6(v6)
                 }
@@ -75,12 +80,20 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u8) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
 }
 
 fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
-    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
     u128::from(ip) & mask == u128::from(net) & mask
 }
 
@@ -114,7 +127,10 @@ fn restriction_v4(ip: Ipv4Addr) -> Option<Restricted> {
     if in_v4(ip, [203, 0, 113, 0], 24) {
         return Some(Restricted::Reserved);
     }
-    table.iter().find(|(net, prefix, _)| in_v4(ip, *net, *prefix)).map(|(_, _, why)| *why)
+    table
+        .iter()
+        .find(|(net, prefix, _)| in_v4(ip, *net, *prefix))
+        .map(|(_, _, why)| *why)
 }
 
 fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
@@ -131,7 +147,10 @@ fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
         // NAT64 (64:ff9b::/96) can reach any IPv4 address, private ones included.
         (v6("64:ff9b::"), 96, Restricted::Reserved),
     ];
-    table.iter().find(|(net, prefix, _)| in_v6(ip, *net, *prefix)).map(|(_, _, why)| *why)
+    table
+        .iter()
+        .find(|(net, prefix, _)| in_v6(ip, *net, *prefix))
+        .map(|(_, _, why)| *why)
 }
 
 /// Is `ip` allowed, given the ranges a policy entry grants explicitly?
@@ -157,7 +176,14 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for public in ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1", "100.128.0.1"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
             assert_eq!(restriction(ip(public)), None, "{public}");
         }
     }
@@ -195,9 +221,18 @@ mod tests {
 
     #[test]
     fn ipv4_inside_ipv6_is_judged_as_ipv4() {
-        assert_eq!(restriction(ip("::ffff:127.0.0.1")), Some(Restricted::Loopback));
-        assert_eq!(restriction(ip("::ffff:169.254.169.254")), Some(Restricted::CloudMetadata));
-        assert_eq!(restriction(ip("::ffff:a9fe:a9fe")), Some(Restricted::CloudMetadata));
+        assert_eq!(
+            restriction(ip("::ffff:127.0.0.1")),
+            Some(Restricted::Loopback)
+        );
+        assert_eq!(
+            restriction(ip("::ffff:169.254.169.254")),
+            Some(Restricted::CloudMetadata)
+        );
+        assert_eq!(
+            restriction(ip("::ffff:a9fe:a9fe")),
+            Some(Restricted::CloudMetadata)
+        );
         assert_eq!(restriction(ip("::10.0.0.1")), Some(Restricted::Private));
         assert_eq!(restriction(ip("::ffff:8.8.8.8")), None);
     }
@@ -208,7 +243,10 @@ mod tests {
         assert_eq!(check(ip("127.0.0.1"), &grant), Ok(()));
         assert_eq!(check(ip("::ffff:127.0.0.1"), &grant), Ok(()));
         assert_eq!(check(ip("127.0.0.2"), &grant), Err(Restricted::Loopback));
-        assert_eq!(check(ip("169.254.169.254"), &grant), Err(Restricted::CloudMetadata));
+        assert_eq!(
+            check(ip("169.254.169.254"), &grant),
+            Err(Restricted::CloudMetadata)
+        );
         assert_eq!(check(ip("8.8.8.8"), &[]), Ok(()));
     }
 }

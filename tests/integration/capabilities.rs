@@ -1,0 +1,533 @@
+//! The `http` and `secrets` capabilities against a real provider on 127.0.0.1 (fakecloud),
+//! driven from inside guests: the fakecloud adapter's whole life with a secret it never
+//! sees, every denial as the guest sees it, reclassification of provider failures, and the
+//! leak guard.
+
+use std::time::Duration;
+
+use airlock::{Credential, ErrorCode, Operation, Output, Status};
+use fakecloud::{FakeCloud, FakeCloudConfig, Fault};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+const TOKEN: &str = "fakecloud-test-token-0123456789";
+
+/// A secret file holding `value`, and the policy line that grants it.
+fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value).unwrap();
+    path.display().to_string()
+}
+
+async fn fakecloud() -> FakeCloud {
+    FakeCloud::start(FakeCloudConfig {
+        token: TOKEN.into(),
+        step_millis: 100,
+        steps: 3,
+        ..FakeCloudConfig::default()
+    })
+    .await
+    .expect("fakecloud starts")
+}
+
+fn fakecloud_policy(cloud: &FakeCloud, token_file: &str) -> String {
+    format!(
+        r#"
+[[http.allow]]
+url = "{base}/v1/"
+methods = ["GET", "POST", "DELETE"]
+addresses = ["127.0.0.1/32"]
+
+[secrets.fakecloud-token]
+source = "file:{token_file}"
+destinations = ["{base}/v1/"]
+"#,
+        base = cloud.base_url()
+    )
+}
+
+#[tokio::test]
+async fn the_fakecloud_adapter_provisions_through_the_sandbox_with_a_secret_it_never_sees() {
+    let t = runtime();
+    let cloud = fakecloud().await;
+    let token_file = secret_file(t.dir.path(), "token", TOKEN);
+    let adapter = load(
+        &t.runtime,
+        FAKECLOUD_ADAPTER,
+        &fakecloud_policy(&cloud, &token_file),
+    )
+    .await;
+    let config = json!({ "endpoint": cloud.base_url(), "plan": "medium" });
+
+    adapter.validate_config(&config).await.unwrap();
+    let created = adapter
+        .create(&config, &json!({ "name": "orders" }), Some("order-1"))
+        .await
+        .unwrap();
+    assert!(created.created);
+    let again = adapter
+        .create(&config, &json!({ "name": "orders" }), Some("order-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.instance_id.as_str(), again.created),
+        (created.instance_id.as_str(), false)
+    );
+    assert_eq!(
+        cloud.resource_count(),
+        1,
+        "the client token kept the provider at one resource"
+    );
+
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let detail = adapter.status(&config, &created.instance_id).await.unwrap();
+        if seen.last() != Some(&detail.status) {
+            seen.push(detail.status);
+        }
+        if detail.status.is_terminal() {
+            assert_eq!(detail.progress.map(|p| (p.current, p.total)), Some((3, 3)));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(seen.last(), Some(&Status::Success), "{seen:?}");
+    assert!(seen.contains(&Status::Running), "{seen:?}");
+
+    match adapter
+        .credentials(&config, &created.instance_id)
+        .await
+        .unwrap()
+    {
+        Credential::Ephemeral { values, .. } => {
+            assert!(values["password"].as_str().unwrap().len() >= 16)
+        }
+        other => panic!("expected ephemeral credentials, got {other:?}"),
+    }
+    adapter
+        .destroy(&config, &created.instance_id)
+        .await
+        .unwrap();
+    adapter
+        .destroy(&config, &created.instance_id)
+        .await
+        .expect("destroy is idempotent");
+    assert_eq!(cloud.resource_count(), 0);
+
+    // The token never reached the guest: nothing the adapter logged or returned holds it.
+    let invocation = adapter
+        .invoke(
+            &config,
+            Operation::Create {
+                params: json!({ "name": "check" }),
+                idempotency_key: None,
+            },
+        )
+        .await;
+    assert_eq!(
+        invocation.receipt.redactions, 0,
+        "the adapter never had the token to leak"
+    );
+    assert_eq!(invocation.receipt.secrets_revealed, 0);
+    assert!(invocation.receipt.http_requests >= 1);
+}
+
+#[tokio::test]
+async fn provider_failures_are_reclassified_when_the_guest_passes_them_through() {
+    let t = runtime();
+    let cloud = fakecloud().await;
+    let token_file = secret_file(t.dir.path(), "token", TOKEN);
+    let fc = load(
+        &t.runtime,
+        FAKECLOUD_ADAPTER,
+        &fakecloud_policy(&cloud, &token_file),
+    )
+    .await;
+    let config = json!({ "endpoint": cloud.base_url() });
+
+    cloud.inject_fault(Fault::Status {
+        status: 429,
+        count: 1,
+    });
+    let error = fc
+        .create(&config, &json!({ "name": "limited" }), Some("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_code, ErrorCode::Limit);
+    assert_eq!(error.raw.as_ref().unwrap()["retryAfter"], "2");
+    assert_eq!(error.raw.as_ref().unwrap()["providerStatus"], 429);
+
+    cloud.inject_fault(Fault::Status {
+        status: 503,
+        count: 1,
+    });
+    let error = fc
+        .create(&config, &json!({ "name": "flaky" }), Some("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_code, ErrorCode::Retryable);
+
+    // A guest that says PERMANENT after a provider 5xx, 401 or 429 is overruled.
+    let probe_policy = format!(
+        "[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
+        cloud.base_url()
+    );
+    let probe = load(&t.runtime, HOSTILE_HTTP_PROBE, &probe_policy).await;
+    let url = json!({ "url": format!("{}/v1/databases", cloud.base_url()) });
+    let cases = [
+        (Some(503), ErrorCode::Retryable),
+        (Some(429), ErrorCode::Limit),
+        (None, ErrorCode::Auth),
+    ];
+    for (fault, code) in cases {
+        if let Some(status) = fault {
+            cloud.inject_fault(Fault::Status { status, count: 1 });
+        }
+        let error = probe.status(&url, "i").await.unwrap_err();
+        assert_eq!(error.error_code, code, "{error:?}");
+        assert_eq!(error.raw.as_ref().unwrap()["adapterErrorCode"], "PERMANENT");
+        assert!(
+            error.message.starts_with("gave up after HTTP "),
+            "{}",
+            error.message
+        );
+    }
+}
+
+/// A one-shot HTTP server that answers every connection with `response`.
+async fn canned_server(response: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    port
+}
+
+/// Run the probe with `requests` and return each outcome.
+async fn probe(adapter: &airlock::Adapter, requests: Value) -> Vec<Value> {
+    let invocation = adapter
+        .invoke(
+            &json!({}),
+            Operation::Create {
+                params: json!({ "requests": requests }),
+                idempotency_key: None,
+            },
+        )
+        .await;
+    match ok(invocation.result) {
+        Output::Provisioned(result) => result.metadata.unwrap()["outcomes"]
+            .as_array()
+            .unwrap()
+            .clone(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_denial_is_refused_with_its_message_from_inside_the_guest() {
+    let t = runtime();
+    let cloud = fakecloud().await;
+    let base = cloud.base_url();
+    let port = cloud.addr().port();
+    let redirect_port = canned_server("HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\n\r\n").await;
+    let token_file = secret_file(t.dir.path(), "token", TOKEN);
+    let policy = format!(
+        r#"[http]
+max_requests_per_call = 16
+
+[[http.allow]]
+url = "{base}/v1/"
+methods = ["GET", "POST"]
+addresses = ["127.0.0.1/32"]
+
+[[http.allow]]
+url = "http://localhost:{port}/"
+
+[[http.allow]]
+url = "http://169.254.169.254/"
+
+[[http.allow]]
+url = "http://127.0.0.1:{redirect_port}/"
+addresses = ["127.0.0.1/32"]
+
+[secrets.fakecloud-token]
+source = "file:{token_file}"
+destinations = ["{base}/v1/"]
+"#
+    );
+    let adapter = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
+    let auth = json!([["authorization", "Bearer {secret}", "fakecloud-token"]]);
+    let outcomes = probe(
+        &adapter,
+        json!([
+            { "url": format!("{base}/v1/databases"), "secretHeaders": auth },
+            { "url": format!("http://2130706433:{port}/v1/databases"), "secretHeaders": auth },
+            { "url": "http://api.evil.example/steal" },
+            { "url": format!("http://127.0.0.1:1/v1/databases") },
+            { "url": format!("https://127.0.0.1:{port}/v1/databases") },
+            { "url": format!("{base}/_admin/stats") },
+            { "method": "DELETE", "url": format!("{base}/v1/databases/db-000001") },
+            { "url": format!("http://localhost:{port}/v1/databases") },
+            { "url": "http://169.254.169.254/latest/meta-data/" },
+            { "url": "http://0xa9fea9fe/latest/meta-data/" },
+            { "url": format!("http://127.0.0.1:{redirect_port}/start") },
+            { "url": format!("http://127.0.0.1:{redirect_port}/x"), "secretHeaders": auth },
+            { "url": format!("{base}/v1/databases"), "secretHeaders": [["authorization", "Bearer {secret}", "not-granted"]] },
+            { "url": format!("{base}/v1/databases"), "headers": [["Host", "internal.example"]] },
+            { "url": format!("{base}/v1/databases"), "headers": [["Transfer-Encoding", "chunked"]] },
+        ]),
+    )
+    .await;
+    let expect = |i: usize, kind: &str, message: &str| {
+        assert_eq!(outcomes[i]["error"], kind, "outcome {i}: {}", outcomes[i]);
+        assert_eq!(
+            outcomes[i]["message"].as_str().unwrap(),
+            message,
+            "outcome {i}"
+        );
+    };
+    assert_eq!(outcomes[0]["status"], 200, "allowed path: {}", outcomes[0]);
+    assert_eq!(
+        outcomes[1]["status"], 200,
+        "a decimal spelling of an allowed address: {}",
+        outcomes[1]
+    );
+    expect(
+        2,
+        "denied",
+        "GET http://api.evil.example/steal denied: no [[http.allow]] entry allows http://api.evil.example; an entry `url = \"http://api.evil.example/\"` would allow it",
+    );
+    expect(
+        3,
+        "denied",
+        &format!(
+            "GET http://127.0.0.1:1/v1/databases denied: the [[http.allow]] entry on line 4 (`{base}/v1/`) allows port {port}, not 1"
+        ),
+    );
+    expect(
+        4,
+        "denied",
+        &format!(
+            "GET https://127.0.0.1:{port}/v1/databases denied: no [[http.allow]] entry allows https://127.0.0.1; an entry `url = \"https://127.0.0.1:{port}/\"` would allow it"
+        ),
+    );
+    expect(
+        5,
+        "denied",
+        &format!(
+            "GET {base}/_admin/stats denied: the [[http.allow]] entry on line 4 (`{base}/v1/`) allows paths under /v1/, not /_admin/stats"
+        ),
+    );
+    expect(
+        6,
+        "denied",
+        &format!(
+            "DELETE {base}/v1/databases/db-000001 denied: the [[http.allow]] entry on line 4 (`{base}/v1/`) allows methods [\"GET\", \"POST\"], not DELETE"
+        ),
+    );
+    assert_eq!(outcomes[7]["error"], "denied", "{}", outcomes[7]);
+    let loopback = outcomes[7]["message"].as_str().unwrap();
+    assert!(
+        loopback.starts_with(&format!(
+            "GET http://localhost:{port}/v1/databases denied: localhost is "
+        )),
+        "{loopback}"
+    );
+    assert!(
+        loopback.contains(", a loopback address; `addresses = [\""),
+        "{loopback}"
+    );
+    assert!(
+        loopback.ends_with("\"]` in the [[http.allow]] entry on line 9 would allow it"),
+        "{loopback}"
+    );
+    let metadata = "GET http://169.254.169.254/latest/meta-data/ denied: 169.254.169.254 is 169.254.169.254, a cloud metadata address; `addresses = [\"169.254.169.254/32\"]` in the [[http.allow]] entry on line 12 would allow it";
+    expect(8, "denied", metadata);
+    expect(9, "denied", metadata);
+    assert_eq!(
+        outcomes[10]["status"], 302,
+        "redirects are returned, not followed: {}",
+        outcomes[10]
+    );
+    assert_eq!(
+        outcomes[10]["location"],
+        "http://169.254.169.254/latest/meta-data/"
+    );
+    expect(
+        11,
+        "denied",
+        &format!(
+            "GET http://127.0.0.1:{redirect_port}/x denied: secret \"fakecloud-token\" is bound to [\"{base}/v1/\"], not to this destination; `destinations = [\"http://127.0.0.1:{redirect_port}/\"]` in its policy table (line 19) would allow it"
+        ),
+    );
+    assert_eq!(outcomes[12]["error"], "secret");
+    assert_eq!(
+        outcomes[12]["message"].as_str().unwrap(),
+        "secret not granted: secret \"not-granted\" is not granted to adapter \"hostile_http_probe\" (it is granted [\"fakecloud-token\"]); a policy table [secrets.not-granted] with a source would grant it"
+    );
+    expect(
+        13,
+        "invalid",
+        "header `host` is set by the host, not the adapter",
+    );
+    expect(
+        14,
+        "invalid",
+        "header `transfer-encoding` is set by the host, not the adapter",
+    );
+}
+
+#[tokio::test]
+async fn the_request_budget_and_an_empty_allow_list_hold() {
+    let t = runtime();
+    let cloud = fakecloud().await;
+    let base = cloud.base_url();
+    let policy = format!(
+        "[http]\nmax_requests_per_call = 2\n\n[[http.allow]]\nurl = \"{base}/\"\naddresses = [\"127.0.0.1/32\"]\n"
+    );
+    let adapter = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
+    let url = format!("{base}/v1/databases");
+    let outcomes = probe(
+        &adapter,
+        json!([{ "url": url }, { "url": url }, { "url": url }]),
+    )
+    .await;
+    assert_eq!(
+        outcomes[0]["status"], 401,
+        "no token: the provider refuses, the host allows"
+    );
+    assert_eq!(outcomes[2]["error"], "limit-exceeded");
+    assert_eq!(
+        outcomes[2]["message"],
+        "more than 2 HTTP requests in one call (http.max_requests_per_call)"
+    );
+
+    let denied = load(&t.runtime, HOSTILE_HTTP_PROBE, "").await;
+    let outcomes = probe(&denied, json!([{ "url": url }])).await;
+    assert_eq!(
+        outcomes[0]["message"].as_str().unwrap(),
+        format!(
+            "GET {url} denied: the policy has no [[http.allow]] entries, so all HTTP is denied; an entry `url = \"{base}/\"` would allow it"
+        )
+    );
+}
+
+#[tokio::test]
+pub(crate) async fn exfiltrate() {
+    let t = runtime();
+    let secret = "hunter2-is-not-a-good-password";
+    let file = secret_file(t.dir.path(), "leaky", secret);
+    let adapter = load(
+        &t.runtime,
+        HOSTILE_EXFILTRATE,
+        &format!("[secrets.leaky]\nsource = \"file:{file}\"\nreveal = true\n"),
+    )
+    .await;
+
+    let invocation = adapter
+        .invoke(
+            &json!({}),
+            Operation::Create {
+                params: json!({}),
+                idempotency_key: None,
+            },
+        )
+        .await;
+    let Output::Provisioned(result) = ok(invocation.result) else {
+        panic!("create returns a result")
+    };
+    assert_eq!(result.connection["password"], "[REDACTED]");
+    assert_eq!(
+        Value::Object(result.metadata.unwrap()),
+        json!({ "b64": "[REDACTED]", "hex": "[REDACTED]", "nested": [{ "again": "[REDACTED]" }] })
+    );
+    assert_eq!(invocation.logs[0].message, "the secret is [REDACTED]");
+    assert_eq!(
+        invocation.progress[0].message.as_deref(),
+        Some("hex [REDACTED]")
+    );
+    assert_eq!(invocation.stdout, "stdout: [REDACTED]\n");
+    assert_eq!(invocation.stderr, "stderr: [REDACTED]\n");
+    assert_eq!(invocation.receipt.redactions, 8);
+    assert_eq!(invocation.receipt.secrets_revealed, 1);
+
+    let error = adapter.status(&json!({}), "exfil-1").await.unwrap_err();
+    assert_eq!(error.message, "failed with token [REDACTED]");
+    assert_eq!(error.raw, Some(json!({ "token": "[REDACTED]" })));
+    match adapter.credentials(&json!({}), "exfil-1").await.unwrap() {
+        Credential::Ephemeral { values, .. } => assert_eq!(values["token"], "[REDACTED]"),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Without `reveal = true` the guest cannot read the value at all.
+    let sealed = load(
+        &t.runtime,
+        HOSTILE_EXFILTRATE,
+        &format!("[secrets.leaky]\nsource = \"file:{file}\"\n"),
+    )
+    .await;
+    let error = sealed
+        .create(&json!({}), &json!({}), None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_code, ErrorCode::Auth);
+    assert_eq!(
+        error.message,
+        "secret reveal denied: secret \"leaky\" may not be revealed to adapter \"hostile_exfiltrate\"; `reveal = true` in its policy table (line 1) would allow it"
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn http_probe() {
+    // The probe's own test: with no policy it can reach nothing, and the host is fine.
+    let t = runtime();
+    let adapter = load(&t.runtime, HOSTILE_HTTP_PROBE, "").await;
+    let outcomes = probe(
+        &adapter,
+        json!([{ "url": "http://127.0.0.1:9/" }, { "url": "http://[::1]:9/" }]),
+    )
+    .await;
+    assert!(
+        outcomes.iter().all(|o| o["error"] == "denied"),
+        "{outcomes:?}"
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+async fn policy_errors_in_http_and_secrets_fail_the_load() {
+    let t = runtime();
+    let cases = [
+        (
+            "[[http.allow]]\nurl = \"https://*.com/\"\n",
+            "policy test policy: line 1: \"https://*.com/\": a wildcard needs a domain of two labels or more (*.example.com)",
+        ),
+        (
+            "\n\n[secrets.t]\nsource = \"vault:kv/t\"\n",
+            "policy test policy: line 3: secret \"t\": unknown secret source `vault:`; this runtime has [\"env\", \"file\"]",
+        ),
+        (
+            "[http]\nrequest_timeout_ms = 0\n",
+            "policy test policy: http.request_timeout_ms = 0 is out of range (1 to 900000)",
+        ),
+    ];
+    for (text, message) in cases {
+        let policy = airlock::Policy::from_toml(text, "test policy").unwrap();
+        let error = t
+            .runtime
+            .load_file(EXAMPLE_ADAPTER, policy)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(error.to_string(), message);
+    }
+}
