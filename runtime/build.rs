@@ -27,9 +27,9 @@ fn main() {
         if let Some(name) = package.strip_prefix("hostile-") {
             hostile.push(name.replace('-', "_"));
         }
-        if package == "example-adapter" {
-            std::fs::copy(wasm, out.join("example_adapter.wasm"))
-                .expect("copying the example adapter");
+        if package == "example-adapter" || package == "fakecloud-adapter" {
+            let bundled = out.join(wasm.file_name().expect("a file name"));
+            std::fs::copy(wasm, bundled).expect("copying an adapter bundled into the binary");
         }
     }
     source.push_str("/// Calls `$m!(name)` for every hostile adapter.\n#[allow(unused_macros)]\nmacro_rules! foreach_hostile {\n    ($m:ident) => {\n");

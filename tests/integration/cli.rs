@@ -267,6 +267,19 @@ fn demo_runs_the_bundled_example_end_to_end() {
         text.contains("destroy again (idempotent: succeeds)"),
         "{text}"
     );
+    assert!(text.contains("fakecloud holds 1 database(s)\n"), "{text}");
+    assert!(
+        text.contains("SUCCESS  [##############################] 4/4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"errorCode\": \"AUTH\""),
+        "the metadata address is denied: {text}"
+    );
+    assert!(
+        text.contains("fakecloud holds 0 database(s); the bearer token never entered the sandbox"),
+        "{text}"
+    );
     assert!(
         text.contains("Done: every step ran in its own sandbox"),
         "{text}"

@@ -103,7 +103,7 @@ pub enum HttpError {
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HttpError::Denied(m) => write!(f, "HTTP request denied: {m}"),
+            HttpError::Denied(m) => f.write_str(m),
             HttpError::Invalid(m) => write!(f, "invalid HTTP request: {m}"),
             HttpError::LimitExceeded(m) => write!(f, "HTTP limit exceeded: {m}"),
             HttpError::Timeout(m) => write!(f, "HTTP request timed out: {m}"),

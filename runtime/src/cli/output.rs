@@ -27,6 +27,15 @@ pub(crate) fn receipt_line(receipt: &Receipt) -> String {
         mib(receipt.memory_peak_bytes),
         mib(receipt.memory_limit_bytes),
     );
+    if receipt.http_requests > 0 {
+        line.push_str(&format!(" · http requests {}", receipt.http_requests));
+    }
+    if receipt.redactions > 0 {
+        line.push_str(&format!(
+            " · {} secret value(s) redacted",
+            receipt.redactions
+        ));
+    }
     if receipt.state_ops > 0 {
         line.push_str(&format!(" · state ops {}", receipt.state_ops));
     }
