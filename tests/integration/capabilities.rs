@@ -410,6 +410,39 @@ async fn the_request_budget_and_an_empty_allow_list_hold() {
         "more than 2 HTTP requests in one call (http.max_requests_per_call)"
     );
 
+    // A provider slower than the per-request timeout is cut off; the host never waits
+    // past the bound.
+    let policy = format!(
+        "[http]\nrequest_timeout_ms = 300\n\n[[http.allow]]\nurl = \"{base}/\"\naddresses = [\"127.0.0.1/32\"]\n\n[[http.allow]]\nurl = \"http://10.1.2.3/\"\n"
+    );
+    let adapter = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
+    cloud.inject_fault(Fault::Delay {
+        millis: 3000,
+        count: 1,
+    });
+    let started = std::time::Instant::now();
+    let outcomes = probe(
+        &adapter,
+        json!([{ "url": url }, { "url": "http://10.1.2.3/" }]),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcomes[0]["error"], "timeout");
+    assert_eq!(
+        outcomes[0]["message"].as_str().unwrap(),
+        format!("GET {url}: no answer within 300 ms")
+    );
+    // A private address literal is refused before any packet leaves.
+    assert_eq!(outcomes[1]["error"], "denied");
+    assert_eq!(
+        outcomes[1]["message"].as_str().unwrap(),
+        "GET http://10.1.2.3/ denied: 10.1.2.3 is 10.1.2.3, a private address; `addresses = [\"10.1.2.3/32\"]` in the [[http.allow]] entry on line 8 would allow it"
+    );
+
     let denied = load(&t.runtime, HOSTILE_HTTP_PROBE, "").await;
     let outcomes = probe(&denied, json!([{ "url": url }])).await;
     assert_eq!(
