@@ -243,46 +243,45 @@ async fn example_part(runtime: &Runtime, step_millis: u64) -> Result<(), ExitCod
     .await?;
     demo.poll_until_done(&id, Duration::from_millis(step_millis.clamp(50, 500) / 2))
         .await?;
-    demo.step(
-        "credentials (ephemeral, with an expiry)",
-        Operation::Credentials {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "estimate-costs (optional interface `costs`)",
-        Operation::EstimateCosts {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "rotate-credentials (optional interface `rotation`)",
-        Operation::RotateCredentials {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "destroy",
-        Operation::Destroy {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "destroy again (idempotent: succeeds)",
-        Operation::Destroy {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "status after destroy",
-        Operation::Status { instance_id: id },
-    )
-    .await?;
+    let steps = [
+        (
+            "credentials (ephemeral, with an expiry)",
+            Operation::Credentials {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "estimate-costs (optional interface `costs`)",
+            Operation::EstimateCosts {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "rotate-credentials (optional interface `rotation`)",
+            Operation::RotateCredentials {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "destroy",
+            Operation::Destroy {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "destroy again (idempotent: succeeds)",
+            Operation::Destroy {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "status after destroy",
+            Operation::Status { instance_id: id },
+        ),
+    ];
+    for (title, operation) in steps {
+        demo.step(title, operation).await?;
+    }
     Ok(())
 }
 
@@ -377,25 +376,27 @@ destinations = ["{base}/v1/"]
     println!("   fakecloud holds {} database(s)", cloud.resource_count());
     demo.poll_until_done(&id, Duration::from_millis(step_millis.clamp(50, 500) / 2))
         .await?;
-    demo.step(
-        "credentials (issued by the provider, ephemeral)",
-        Operation::Credentials {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "destroy",
-        Operation::Destroy {
-            instance_id: id.clone(),
-        },
-    )
-    .await?;
-    demo.step(
-        "destroy again (idempotent: succeeds)",
-        Operation::Destroy { instance_id: id },
-    )
-    .await?;
+    let steps = [
+        (
+            "credentials (issued by the provider, ephemeral)",
+            Operation::Credentials {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "destroy",
+            Operation::Destroy {
+                instance_id: id.clone(),
+            },
+        ),
+        (
+            "destroy again (idempotent: succeeds)",
+            Operation::Destroy { instance_id: id },
+        ),
+    ];
+    for (title, operation) in steps {
+        demo.step(title, operation).await?;
+    }
     println!(
         "   fakecloud holds {} database(s); the bearer token never entered the sandbox",
         cloud.resource_count()
