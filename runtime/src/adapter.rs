@@ -125,6 +125,9 @@ pub(crate) struct AdapterInner {
     pub(crate) policy: Policy,
     pub(crate) grants: AdapterGrants,
     pub(crate) info: AdapterInfo,
+    /// At most `limits.max_concurrent_calls` calls of this adapter at once.
+    pub(crate) concurrency: tokio::sync::Semaphore,
+    pub(crate) breaker: crate::breaker::CircuitBreaker,
 }
 
 /// Options of one call.
@@ -132,6 +135,8 @@ pub(crate) struct AdapterInner {
 pub struct CallOptions {
     /// Receives the guest's progress reports as they happen.
     pub progress: Option<UnboundedSender<ProgressReport>>,
+    /// Set by the runtime's idempotency layer, not by callers.
+    pub(crate) client_token: Option<String>,
 }
 
 fn mismatch(origin: &str, message: String) -> Error {
@@ -219,6 +224,7 @@ impl Adapter {
             rotation: optional!(info.optional.rotation, rotation, ROTATION),
         };
         tracing::info!(target: "airlock::load", adapter = %info.name, sha256 = %info.sha256, cache = ?info.cache, "adapter loaded");
+        let policy_limits = policy.limits.clone();
         Ok(Adapter {
             inner: Arc::new(AdapterInner {
                 runtime,
@@ -227,6 +233,13 @@ impl Adapter {
                 policy,
                 grants,
                 info,
+                concurrency: tokio::sync::Semaphore::new(
+                    policy_limits.max_concurrent_calls as usize,
+                ),
+                breaker: crate::breaker::CircuitBreaker::new(
+                    policy_limits.breaker_failures,
+                    std::time::Duration::from_millis(policy_limits.breaker_cooldown_ms),
+                ),
             }),
         })
     }
@@ -259,7 +272,47 @@ impl Adapter {
         operation: Operation,
         options: CallOptions,
     ) -> Invocation {
-        crate::invoke::invoke(&self.inner, config, operation, options).await
+        let inner = &self.inner;
+        let started = std::time::Instant::now();
+        if let Err(error) = inner.breaker.admit(&inner.info.name) {
+            return crate::invoke::refusal(inner, &operation, error, started);
+        }
+        let Ok(_turn) = inner.concurrency.acquire().await else {
+            let error = AdapterError::host(crate::ErrorCode::Internal, "adapter is shutting down");
+            return crate::invoke::refusal(inner, &operation, error, started);
+        };
+        let invocation = crate::idempotency::invoke(inner, config, operation, options).await;
+        inner.breaker.record(invocation.receipt.error_code);
+        invocation
+    }
+
+    /// [`Adapter::invoke`], retried per `policy` while the error is `RETRYABLE` or `LIMIT`.
+    /// A create keeps its idempotency key on every attempt. Returns the last attempt, with
+    /// `receipt.attempts` saying how many there were.
+    pub async fn invoke_with_retry(
+        &self,
+        config: &Value,
+        operation: Operation,
+        policy: &crate::RetryPolicy,
+    ) -> Invocation {
+        let started = std::time::Instant::now();
+        let mut jitter = crate::retry::Jitter::new();
+        let mut attempt = 1;
+        loop {
+            let mut invocation = self.invoke(config, operation.clone()).await;
+            invocation.receipt.attempts = attempt;
+            let error = match &invocation.result {
+                Err(error) if crate::RetryPolicy::retries(error.error_code) => error,
+                _ => return invocation,
+            };
+            let delay = policy.delay(attempt, error, jitter.next());
+            if attempt >= policy.max_attempts || started.elapsed() + delay > policy.max_elapsed {
+                return invocation;
+            }
+            tracing::debug!(target: "airlock::retry", adapter = %self.name(), attempt, ?delay, code = %error.error_code, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
     }
 
     /// `validate-config`.

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Error;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const MIGRATIONS: &str = "
 CREATE TABLE IF NOT EXISTS adapter_state (
     namespace  TEXT    NOT NULL,
@@ -31,7 +31,55 @@ CREATE TABLE IF NOT EXISTS compiled_artifacts (
     sha256     TEXT    NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- Host-owned idempotency of create: one row per (adapter, key).
+CREATE TABLE IF NOT EXISTS idempotency (
+    adapter     TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    input_hash  TEXT    NOT NULL,     -- SHA-256 of the canonical config and params
+    state       TEXT    NOT NULL,     -- 'running' or 'done'
+    owner       TEXT,                 -- the call holding a running claim
+    lease_until INTEGER,              -- past it, a running claim was abandoned (a crash)
+    instance_id TEXT,
+    result      TEXT,                 -- the ProvisionResult, seed JSON, once done
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (adapter, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+-- Instances a destroy succeeded for, so destroying them again succeeds without the guest.
+CREATE TABLE IF NOT EXISTS destroyed (
+    adapter      TEXT    NOT NULL,
+    instance_id  TEXT    NOT NULL,
+    destroyed_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (adapter, instance_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS destroyed_expiry ON destroyed (expires_at);
 ";
+
+/// Who asks to claim which key, with what input.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRequest {
+    pub(crate) adapter: String,
+    pub(crate) key: String,
+    pub(crate) input_hash: String,
+    pub(crate) owner: String,
+    pub(crate) lease_ms: i64,
+    pub(crate) window_ms: i64,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// This call runs the create; `resumed` if it takes over from a crashed one.
+    Won { resumed: bool },
+    /// Already done: here is the recorded result.
+    Done { result: String },
+    /// Another live call holds the key.
+    Busy,
+    /// The key was used with other config or params.
+    InputMismatch,
+}
 
 /// A handle to the database file; cheap to clone. Connections are pooled.
 #[derive(Clone)]
@@ -249,12 +297,174 @@ impl Database {
     /// Remove expired state rows, at most `batch` of them; returns how many.
     pub(crate) fn purge_expired(&self, batch: u32) -> DbResult<usize> {
         self.with(|conn| {
-            conn.execute(
+            let now = now_ms();
+            let state = conn.execute(
                 "DELETE FROM adapter_state WHERE (namespace, key) IN (SELECT namespace, key
                  FROM adapter_state WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
-                params![now_ms(), batch],
-            )
+                params![now, batch],
+            )?;
+            // A running claim is kept until its lease is over, whatever its expiry.
+            let keys = conn.execute(
+                "DELETE FROM idempotency WHERE (adapter, key) IN (SELECT adapter, key
+                 FROM idempotency WHERE expires_at <= ?1
+                 AND (state = 'done' OR lease_until <= ?1) LIMIT ?2)",
+                params![now, batch],
+            )?;
+            let destroyed = conn.execute(
+                "DELETE FROM destroyed WHERE (adapter, instance_id) IN (SELECT adapter, instance_id
+                 FROM destroyed WHERE expires_at <= ?1 LIMIT ?2)",
+                params![now, batch],
+            )?;
+            Ok(state + keys + destroyed)
         })
+    }
+
+    // --- idempotency ---
+
+    /// Try to claim `key` for a create; see [`Claim`].
+    pub(crate) async fn idempotency_claim(&self, claim: ClaimRequest) -> DbResult<Claim> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let row = tx
+                .query_row(
+                    "SELECT input_hash, state, lease_until, result, expires_at FROM idempotency
+                     WHERE adapter = ?1 AND key = ?2",
+                    params![claim.adapter, claim.key],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let lease = now + claim.lease_ms;
+            let outcome = match row {
+                Some((_, state, lease_until, _, expires)) if expires <= now && (state == "done" || lease_until.unwrap_or(0) <= now) => None,
+                None => None,
+                Some((hash, ..)) if hash != claim.input_hash => Some(Claim::InputMismatch),
+                Some((_, state, _, Some(result), _)) if state == "done" => Some(Claim::Done { result }),
+                Some((_, _, Some(lease_until), _, _)) if lease_until > now => Some(Claim::Busy),
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE idempotency SET owner = ?3, lease_until = ?4 WHERE adapter = ?1 AND key = ?2",
+                        params![claim.adapter, claim.key, claim.owner, lease],
+                    )?;
+                    Some(Claim::Won { resumed: true })
+                }
+            };
+            let outcome = match outcome {
+                Some(outcome) => outcome,
+                None => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO idempotency
+                         (adapter, key, input_hash, state, owner, lease_until, instance_id, result, created_at, expires_at)
+                         VALUES (?1, ?2, ?3, 'running', ?4, ?5, NULL, NULL, ?6, ?7)",
+                        params![claim.adapter, claim.key, claim.input_hash, claim.owner, lease, now, now + claim.window_ms],
+                    )?;
+                    Claim::Won { resumed: false }
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Record the result of a won claim. If the key already holds a different instance
+    /// id, nothing changes and that id comes back as `Err`.
+    pub(crate) async fn idempotency_complete(
+        &self,
+        claim: ClaimRequest,
+        instance_id: String,
+        result: String,
+    ) -> DbResult<Result<(), String>> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let recorded: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT instance_id FROM idempotency WHERE adapter = ?1 AND key = ?2",
+                    params![claim.adapter, claim.key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(Some(recorded)) = &recorded
+                && *recorded != instance_id
+            {
+                return Ok(Err(recorded.clone()));
+            }
+            let now = now_ms();
+            tx.execute(
+                "INSERT OR REPLACE INTO idempotency
+                 (adapter, key, input_hash, state, owner, lease_until, instance_id, result, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, 'done', NULL, NULL, ?4, ?5, ?6, ?7)",
+                params![claim.adapter, claim.key, claim.input_hash, instance_id, result, now, now + claim.window_ms],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// Give up a won claim (the create failed), so the next call with the key runs again.
+    pub(crate) async fn idempotency_release(&self, claim: ClaimRequest) -> DbResult<()> {
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM idempotency WHERE adapter = ?1 AND key = ?2 AND owner = ?3 AND state = 'running'",
+                params![claim.adapter, claim.key, claim.owner],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(crate) async fn destroyed_record(
+        &self,
+        adapter: String,
+        instance_id: String,
+        window_ms: i64,
+    ) -> DbResult<()> {
+        self.run(move |conn| {
+            let now = now_ms();
+            conn.execute(
+                "INSERT OR REPLACE INTO destroyed (adapter, instance_id, destroyed_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![adapter, instance_id, now, now + window_ms],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(crate) async fn destroyed_contains(
+        &self,
+        adapter: String,
+        instance_id: String,
+    ) -> DbResult<bool> {
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT 1 FROM destroyed WHERE adapter = ?1 AND instance_id = ?2 AND expires_at > ?3",
+                params![adapter, instance_id, now_ms()],
+                |_| Ok(true),
+            )
+            .optional()
+            .map(|found| found.unwrap_or(false))
+        })
+        .await
+    }
+
+    /// Rows in the idempotency table (for tests and the soak).
+    pub(crate) async fn idempotency_rows(&self) -> DbResult<u64> {
+        self.run(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM idempotency", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+        })
+        .await
     }
 
     // --- compiled artifacts ---
@@ -369,6 +579,82 @@ mod tests {
         );
         assert!(db.state_delete(ns(), "short".into()).await.unwrap());
         assert!(!db.state_delete(ns(), "short".into()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn claims_wait_resume_complete_and_keep_the_recorded_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("airlock.db")).unwrap();
+        let first = ClaimRequest {
+            adapter: "a".into(),
+            key: "k".into(),
+            input_hash: "h".into(),
+            owner: "o1".into(),
+            lease_ms: 60_000,
+            window_ms: 60_000,
+        };
+        let second = ClaimRequest {
+            owner: "o2".into(),
+            ..first.clone()
+        };
+        assert_eq!(
+            db.idempotency_claim(first.clone()).await.unwrap(),
+            Claim::Won { resumed: false }
+        );
+        assert_eq!(
+            db.idempotency_claim(second.clone()).await.unwrap(),
+            Claim::Busy
+        );
+        let other_input = ClaimRequest {
+            input_hash: "other".into(),
+            ..second.clone()
+        };
+        assert_eq!(
+            db.idempotency_claim(other_input).await.unwrap(),
+            Claim::InputMismatch
+        );
+        db.idempotency_complete(first.clone(), "i-1".into(), "{}".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            db.idempotency_claim(second.clone()).await.unwrap(),
+            Claim::Done {
+                result: "{}".into()
+            }
+        );
+        // A different instance id for a recorded key is refused; the record stands.
+        assert_eq!(
+            db.idempotency_complete(second, "i-2".into(), "{}".into())
+                .await
+                .unwrap(),
+            Err("i-1".into())
+        );
+        // A claim whose lease ran out (its holder crashed) is taken over.
+        let short = ClaimRequest {
+            key: "k2".into(),
+            lease_ms: 1,
+            ..first.clone()
+        };
+        assert_eq!(
+            db.idempotency_claim(short.clone()).await.unwrap(),
+            Claim::Won { resumed: false }
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let taker = ClaimRequest {
+            owner: "o3".into(),
+            ..short
+        };
+        assert_eq!(
+            db.idempotency_claim(taker.clone()).await.unwrap(),
+            Claim::Won { resumed: true }
+        );
+        // A released claim lets the next call run.
+        db.idempotency_release(taker.clone()).await.unwrap();
+        assert_eq!(
+            db.idempotency_claim(taker).await.unwrap(),
+            Claim::Won { resumed: false }
+        );
     }
 
     #[tokio::test]

@@ -38,32 +38,17 @@ pub(crate) async fn invoke(
     let started = Instant::now();
     let limits = &adapter.policy.limits;
     let mut receipt = empty_receipt(adapter, &operation, limits);
-
-    let refused = |error: AdapterError, mut receipt: Receipt| {
-        receipt.wall_time_us = started.elapsed().as_micros() as u64;
-        receipt.error_code = Some(error.error_code);
-        Invocation {
-            result: Err(error),
-            receipt,
-            logs: vec![],
-            progress: vec![],
-            stdout: String::new(),
-            stderr: String::new(),
-        }
-    };
     let config_text = match check_input(adapter, config, &operation) {
         Ok(text) => text,
-        Err(error) => return refused(error, receipt),
+        Err(error) => return refusal(adapter, &operation, error, started),
     };
 
     // A pool slot per live instance: past the pool size, calls wait here, not in wasmtime.
     let _slot = match adapter.runtime.inner.slots.acquire().await {
         Ok(permit) => permit,
         Err(_) => {
-            return refused(
-                AdapterError::host(ErrorCode::Internal, "runtime is shutting down"),
-                receipt,
-            );
+            let error = AdapterError::host(ErrorCode::Internal, "runtime is shutting down");
+            return refusal(adapter, &operation, error, started);
         }
     };
     let deadline = Instant::now() + limits.deadline();
@@ -75,6 +60,7 @@ pub(crate) async fn invoke(
         grants: &adapter.grants,
         deadline,
         live_progress: options.progress,
+        client_token: options.client_token,
     });
     let mut store = Store::new(&adapter.runtime.inner.engine, context);
     store.limiter(|ctx| &mut ctx.limiter);
@@ -275,6 +261,8 @@ fn empty_receipt(adapter: &AdapterInner, operation: &Operation, limits: &Limits)
         limit_hit: None,
         error_code: None,
         instantiated: false,
+        attempts: 1,
+        idempotency: None,
         redactions: 0,
         secrets_revealed: 0,
         state_ops: 0,
@@ -293,7 +281,47 @@ fn deadline_message(ms: u64) -> String {
 
 /// The caller's input, checked before any guest runs: `VALIDATION` for bad input,
 /// `PERMANENT` for an optional operation the adapter does not export.
-fn check_input(
+/// An invocation the runtime answered itself, without an instance.
+fn without_instance(
+    adapter: &AdapterInner,
+    operation: &Operation,
+    result: Result<Output, AdapterError>,
+    started: Instant,
+) -> Invocation {
+    let mut receipt = empty_receipt(adapter, operation, &adapter.policy.limits);
+    receipt.wall_time_us = started.elapsed().as_micros() as u64;
+    receipt.error_code = result.as_ref().err().map(|e| e.error_code);
+    Invocation {
+        result,
+        receipt,
+        logs: vec![],
+        progress: vec![],
+        stdout: String::new(),
+        stderr: String::new(),
+    }
+}
+
+/// The runtime refused the call before any guest ran.
+pub(crate) fn refusal(
+    adapter: &AdapterInner,
+    operation: &Operation,
+    error: AdapterError,
+    started: Instant,
+) -> Invocation {
+    without_instance(adapter, operation, Err(error), started)
+}
+
+/// The runtime answered from its own records, without running the guest.
+pub(crate) fn answered(
+    adapter: &AdapterInner,
+    operation: &Operation,
+    output: Output,
+    started: Instant,
+) -> Invocation {
+    without_instance(adapter, operation, Ok(output), started)
+}
+
+pub(crate) fn check_input(
     adapter: &AdapterInner,
     config: &Value,
     operation: &Operation,

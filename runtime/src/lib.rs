@@ -27,15 +27,18 @@
 
 mod adapter;
 mod bindings;
+mod breaker;
 mod cache;
 mod capabilities;
 mod contract;
 mod database;
 mod engine;
 mod error;
+mod idempotency;
 mod invoke;
 mod operation;
 mod policy;
+mod retry;
 mod runtime;
 
 pub use adapter::{Adapter, AdapterInfo, CallOptions, OptionalInterfaces};
@@ -51,4 +54,5 @@ pub use contract::{
 pub use error::Error;
 pub use operation::{Invocation, OPERATION_NAMES, Operation, Output, Receipt};
 pub use policy::{AllowConfig, HttpConfig, Limits, Policy, SecretConfig};
+pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeConfig};

@@ -216,6 +216,12 @@ pub struct Receipt {
     pub error_code: Option<ErrorCode>,
     /// Whether a fresh instance was created (false when the runtime refused the call first).
     pub instantiated: bool,
+    /// Attempts made (more than one only with a retry policy).
+    pub attempts: u32,
+    /// What the idempotency layer did: `claimed` (first run of a key), `resumed` (took over
+    /// a key a crashed call left running), `replayed` (answered from the record, no guest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<&'static str>,
     /// Secret values (in any encoding) the leak guard replaced in the guest's output.
     pub redactions: u32,
     /// Times the guest read a secret's value through `reveal`.

@@ -22,6 +22,9 @@
 //! state_ops_per_call = 1_000
 //! max_instance_id_bytes = 256
 //! max_credential_ttl_secs = 43_200
+//! max_concurrent_calls = 64   # per adapter; more wait their turn
+//! breaker_failures = 10       # consecutive RETRYABLE/AUTH failures that open the circuit
+//! breaker_cooldown_ms = 30_000
 //! ```
 
 use std::collections::BTreeMap;
@@ -151,6 +154,12 @@ pub struct Limits {
     pub max_instance_id_bytes: u32,
     /// Longest life of an ephemeral credential, in seconds.
     pub max_credential_ttl_secs: u64,
+    /// Calls of this adapter running at once; more wait their turn.
+    pub max_concurrent_calls: u32,
+    /// Consecutive `RETRYABLE` or `AUTH` failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls, in milliseconds.
+    pub breaker_cooldown_ms: u64,
 }
 
 impl Default for Limits {
@@ -171,6 +180,9 @@ impl Default for Limits {
             state_ops_per_call: 1000,
             max_instance_id_bytes: 256,
             max_credential_ttl_secs: 12 * 3600,
+            max_concurrent_calls: 64,
+            breaker_failures: 10,
+            breaker_cooldown_ms: 30_000,
         }
     }
 }
@@ -196,7 +208,25 @@ impl Limits {
 
     /// Check every limit against its allowed range and the runtime's ceilings.
     pub(crate) fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
-        let checks: [(&str, u64, u64, u64); 11] = [
+        let checks: [(&str, u64, u64, u64); 14] = [
+            (
+                "limits.max_concurrent_calls",
+                u64::from(self.max_concurrent_calls),
+                1,
+                100_000,
+            ),
+            (
+                "limits.breaker_failures",
+                u64::from(self.breaker_failures),
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.breaker_cooldown_ms",
+                self.breaker_cooldown_ms,
+                1,
+                24 * 3600 * 1000,
+            ),
             ("limits.fuel", self.fuel, 10_000, 1 << 50),
             (
                 "limits.memory_mib",

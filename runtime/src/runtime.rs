@@ -36,6 +36,8 @@ pub struct RuntimeConfig {
     /// Where `[secrets.NAME] source = "scheme:…"` values come from. Default: `env:` and
     /// `file:`; add a source to support a secret manager.
     pub secret_sources: Vec<Arc<dyn SecretSource>>,
+    /// How long idempotency keys and destroy records are kept. Default: 24 hours.
+    pub idempotency_window: std::time::Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -46,6 +48,7 @@ impl Default for RuntimeConfig {
             max_memory_mib: 1024,
             cache_compiled: true,
             secret_sources: default_sources(),
+            idempotency_window: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -116,6 +119,41 @@ impl Runtime {
     /// The database file.
     pub fn database_path(&self) -> &Path {
         self.inner.db.path()
+    }
+
+    /// Remove expired state, idempotency and destroy records now. The runtime does this
+    /// at start and every few hundred creates, off the call path; embedders may also call it.
+    pub async fn purge_expired(&self) -> Result<usize, Error> {
+        let db = self.inner.db.clone();
+        let fail = |message: String| Error::Database {
+            path: self.inner.db.path().to_owned(),
+            message,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut total = 0;
+            loop {
+                let removed = db.purge_expired(10_000)?;
+                total += removed;
+                if removed < 10_000 {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(fail)
+    }
+
+    /// How many idempotency records the database holds (live or expired, not yet purged).
+    pub async fn idempotency_records(&self) -> Result<u64, Error> {
+        self.inner
+            .db
+            .idempotency_rows()
+            .await
+            .map_err(|message| Error::Database {
+                path: self.inner.db.path().to_owned(),
+                message,
+            })
     }
 
     /// Load the component at `path` under `policy`. The adapter's name is the policy's

@@ -9,4 +9,5 @@ mod capabilities;
 mod cli;
 mod example;
 mod hostile;
+mod idempotency;
 mod loading;

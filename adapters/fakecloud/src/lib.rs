@@ -231,7 +231,11 @@ impl Adapter for FakeCloud {
         let name = params.require_str("name")?;
         check_name(name)?;
         let token = settings.token()?;
-        let body = json!({ "name": name, "plan": settings.plan, "clientToken": key });
+        // The host's client token is stable across retries and host crashes; the provider
+        // deduplicates on it, so a repeated create never makes a second database.
+        let client_token =
+            airlock_sdk::invocation::client_token().or_else(|| key.map(str::to_owned));
+        let body = json!({ "name": name, "plan": settings.plan, "clientToken": client_token });
         let response = send(Method::Post, settings.databases_url(), &token, Some(&body))?;
         let created = match response.status {
             201 => true,

@@ -52,6 +52,7 @@ mod export;
 mod json;
 
 pub mod http;
+pub mod invocation;
 pub mod log;
 pub mod progress;
 pub mod secrets;

@@ -13,6 +13,7 @@
 //! | WASI | [`stdio`] and wasmtime-wasi | clocks and random only; no files, env, args, sockets; stdout/stderr captured and bounded |
 
 pub(crate) mod http;
+pub(crate) mod invocation;
 pub(crate) mod limiter;
 pub(crate) mod log;
 pub(crate) mod progress;
@@ -45,6 +46,7 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) grants: &'a AdapterGrants,
     pub(crate) deadline: Instant,
     pub(crate) live_progress: Option<UnboundedSender<progress::ProgressReport>>,
+    pub(crate) client_token: Option<String>,
 }
 
 /// The store data of one call.
@@ -59,6 +61,7 @@ pub(crate) struct CallContext {
     pub(crate) stderr: stdio::BoundedPipe,
     pub(crate) secrets: secrets::SecretBroker,
     pub(crate) http: http::OutboundHttp,
+    pub(crate) invocation: invocation::InvocationFacts,
 }
 
 impl CallContext {
@@ -71,6 +74,7 @@ impl CallContext {
             grants,
             deadline,
             live_progress,
+            client_token,
         } = setup;
         let stdio_bytes = limits.stdio_bytes as usize;
         let stdout = stdio::BoundedPipe::new(stdio_bytes);
@@ -104,6 +108,7 @@ impl CallContext {
             stderr,
             secrets: secrets::SecretBroker::new(adapter, grants.secrets.clone()),
             http: http::OutboundHttp::new(adapter, grants.http.clone(), deadline),
+            invocation: invocation::InvocationFacts { client_token },
         }
     }
 
@@ -157,6 +162,9 @@ capability_view!(ProgressView, &'a mut progress::ProgressSink, |ctx| &mut ctx
 capability_view!(SecretsCap, secrets::SecretsView<'a>, |ctx| ctx
     .secrets_view());
 capability_view!(HttpCap, http::HttpView<'a>, |ctx| ctx.http_view());
+capability_view!(InvocationView, &'a mut invocation::InvocationFacts, |ctx| {
+    &mut ctx.invocation
+});
 
 /// The unit `types` interface has no functions, but bindgen still wants a host for it.
 struct TypesView;
@@ -174,5 +182,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallContext>) -> wasmtime::Resul
     imports::progress::add_to_linker::<CallContext, ProgressView>(linker, ProgressView::project)?;
     imports::secrets::add_to_linker::<CallContext, SecretsCap>(linker, SecretsCap::project)?;
     imports::http::add_to_linker::<CallContext, HttpCap>(linker, HttpCap::project)?;
+    imports::invocation::add_to_linker::<CallContext, InvocationView>(
+        linker,
+        InvocationView::project,
+    )?;
     Ok(())
 }

@@ -31,6 +31,10 @@ pub(crate) struct InvokeArgs {
     /// Policy file (TOML). Default: the built-in defaults.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Retry RETRYABLE and LIMIT errors, up to this many attempts in all (exponential
+    /// backoff with full jitter, honouring Retry-After; a create keeps its key).
+    #[arg(long, default_value_t = 1)]
+    retry: u32,
     /// Print the full receipt as JSON on stderr instead of a one-line summary.
     #[arg(long)]
     receipt: bool,
@@ -88,7 +92,11 @@ pub(crate) async fn run(data_dir: &Path, args: InvokeArgs) -> ExitCode {
         Err(e) => return super::fail(&e.to_string()),
     };
 
-    let invocation = adapter.invoke(&config, operation).await;
+    let retry = airlock::RetryPolicy {
+        max_attempts: args.retry.max(1),
+        ..airlock::RetryPolicy::default()
+    };
+    let invocation = adapter.invoke_with_retry(&config, operation, &retry).await;
     if !args.quiet {
         for record in &invocation.logs {
             eprintln!("[{} {}] {}", adapter.name(), record.level, record.message);

@@ -46,6 +46,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run the bundled example adapter through its whole life, step by step.
     Demo(demo::DemoArgs),
+    /// Serve fakecloud, a provider API on 127.0.0.1, to run adapters against locally.
+    Fakecloud(fakecloud::ServeArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -68,6 +70,10 @@ pub(crate) fn main() -> ExitCode {
             Command::Invoke(args) => invoke::run(&cli.data_dir, args).await,
             Command::Inspect(args) => inspect::run(&cli.data_dir, args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Fakecloud(args) => match fakecloud::serve(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("fakecloud: {e}")),
+            },
         }
     })
 }

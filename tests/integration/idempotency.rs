@@ -1,0 +1,486 @@
+//! Host-owned idempotency against fakecloud running as a separate process: replays,
+//! reused keys, 1,000 concurrent creates over 50 keys with injected faults, and the
+//! `airlock` process killed (SIGKILL) at each point of a create, then rerun.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::{ErrorCode, Operation, Output, RetryPolicy, Runtime, RuntimeConfig};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const AIRLOCK: &str = env!("CARGO_BIN_EXE_airlock");
+const TOKEN: &str = "idempotency-test-token-0123456789";
+
+/// `airlock fakecloud` in a process of its own; killed on drop.
+struct CloudProcess {
+    child: Child,
+    base: String,
+}
+
+impl CloudProcess {
+    fn start(step_millis: u64) -> CloudProcess {
+        let mut child = Command::new(AIRLOCK)
+            .args([
+                "fakecloud",
+                "--port",
+                "0",
+                "--token",
+                TOKEN,
+                "--step-millis",
+                &step_millis.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting airlock fakecloud");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("the listening line")
+            .to_owned();
+        CloudProcess { child, base }
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// A raw HTTP/1.1 exchange with the server: (status, JSON body).
+    fn http(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port())).unwrap();
+        let body = body.map(Value::to_string).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let json = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("");
+        (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    }
+
+    fn databases(&self) -> Vec<Value> {
+        self.http("GET", "/v1/databases", None).1["databases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn requests(&self) -> u64 {
+        self.http("GET", "/_admin/stats", None).1["requests"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn fault(&self, fault: Value) {
+        assert_eq!(self.http("POST", "/_admin/faults", Some(&fault)).0, 200);
+    }
+}
+
+impl Drop for CloudProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy_file(dir: &std::path::Path, cloud: &CloudProcess, deadline_ms: u64) -> String {
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name = \"fakecloud\"\n[limits]\ndeadline_ms = {deadline_ms}\n\n[[http.allow]]\nurl = \"{base}/v1/\"\naddresses = [\"127.0.0.1/32\"]\n\n[secrets.fakecloud-token]\nsource = \"file:{}\"\ndestinations = [\"{base}/v1/\"]\n",
+            token.display(),
+            base = cloud.base
+        ),
+    )
+    .unwrap();
+    policy.display().to_string()
+}
+
+fn create_command(dir: &std::path::Path, cloud: &CloudProcess, policy: &str, key: &str) -> Command {
+    let mut command = Command::new(AIRLOCK);
+    command.arg("--data-dir").arg(dir).args([
+        "invoke",
+        FAKECLOUD_ADAPTER,
+        "create",
+        "--config",
+        &json!({ "endpoint": cloud.base }).to_string(),
+        "--params",
+        r#"{"name":"crash-db"}"#,
+        "--idempotency-key",
+        key,
+        "--policy",
+        policy,
+    ]);
+    command
+}
+
+/// Start a create that stops at `crash_point` (or, with `None`, one whose provider request
+/// is held in flight by a delay fault), SIGKILL it there, then rerun the same create.
+fn kill_during_create_then_rerun(crash_point: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProcess::start(0);
+    let policy = policy_file(dir.path(), &cloud, 1500);
+    let mut first = create_command(dir.path(), &cloud, &policy, "crash-key");
+    first.stdout(Stdio::null()).stderr(Stdio::piped());
+    match crash_point {
+        Some(point) => {
+            first.env("AIRLOCK_CRASH_POINT", point);
+        }
+        None => cloud.fault(json!({ "delayMillis": 4000, "count": 1 })),
+    }
+    let before = cloud.requests();
+    let mut child = first.spawn().unwrap();
+    match crash_point {
+        Some(point) => {
+            let mut stderr = BufReader::new(child.stderr.take().unwrap());
+            let mut line = String::new();
+            while !line.contains("reached crash point") {
+                line.clear();
+                assert!(
+                    stderr.read_line(&mut line).unwrap() > 0,
+                    "airlock exited before the crash point {point}"
+                );
+            }
+        }
+        None => {
+            let waiting = Instant::now();
+            while cloud.requests() == before {
+                assert!(
+                    waiting.elapsed() < Duration::from_secs(20),
+                    "the create never reached fakecloud"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let rerun = create_command(dir.path(), &cloud, &policy, "crash-key")
+        .output()
+        .unwrap();
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let result: Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    // A delayed request from the killed process may still land; give it time to.
+    if crash_point.is_none() {
+        std::thread::sleep(Duration::from_millis(4500));
+    }
+    let databases = cloud.databases();
+    assert_eq!(
+        databases.len(),
+        1,
+        "exactly one resource after a crash at {crash_point:?}: {databases:?}"
+    );
+    assert_eq!(result["instanceId"], databases[0]["id"]);
+    // And a third call is answered from the record.
+    let third: Value = serde_json::from_slice(
+        &create_command(dir.path(), &cloud, &policy, "crash-key")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (third["instanceId"].clone(), third["created"].clone()),
+        (databases[0]["id"].clone(), json!(false))
+    );
+    assert_eq!(cloud.databases().len(), 1);
+}
+
+#[test]
+fn a_create_killed_before_the_guest_runs_is_resumed_to_one_resource() {
+    kill_during_create_then_rerun(Some("after-claim"));
+}
+
+#[test]
+fn a_create_killed_while_its_provider_request_is_in_flight_is_resumed_to_one_resource() {
+    kill_during_create_then_rerun(None);
+}
+
+#[test]
+fn a_create_killed_after_the_provider_answered_is_resumed_to_one_resource() {
+    kill_during_create_then_rerun(Some("after-guest"));
+}
+
+async fn fakecloud_adapter(
+    runtime: &Runtime,
+    dir: &std::path::Path,
+    cloud: &CloudProcess,
+) -> airlock::Adapter {
+    let policy = std::fs::read_to_string(policy_file(dir, cloud, 10_000)).unwrap();
+    load(runtime, FAKECLOUD_ADAPTER, &policy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_creates_over_fifty_keys_make_fifty_resources() {
+    let t = runtime();
+    let cloud = CloudProcess::start(0);
+    let adapter = fakecloud_adapter(&t.runtime, t.dir.path(), &cloud).await;
+    cloud.fault(json!({ "status": 503, "count": 40 }));
+    cloud.fault(json!({ "status": 429, "count": 20 }));
+    let retry = RetryPolicy {
+        max_attempts: 20,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(400),
+        max_elapsed: Duration::from_secs(120),
+    };
+    let config = json!({ "endpoint": cloud.base });
+    let calls: Vec<_> = (0..1000)
+        .map(|i| {
+            let (adapter, config, retry) = (adapter.clone(), config.clone(), retry.clone());
+            tokio::spawn(async move {
+                let key = format!("key-{}", i % 50);
+                let op = Operation::Create {
+                    params: json!({ "name": format!("db-{}", i % 50) }),
+                    idempotency_key: Some(key.clone()),
+                };
+                (key, adapter.invoke_with_retry(&config, op, &retry).await)
+            })
+        })
+        .collect();
+    let mut by_key: std::collections::HashMap<String, (String, usize)> = Default::default();
+    let mut retried = 0;
+    for call in calls {
+        let (key, invocation) = call.await.unwrap();
+        retried += usize::from(invocation.receipt.attempts > 1);
+        let Output::Provisioned(result) =
+            invocation.result.unwrap_or_else(|e| panic!("{key}: {e}"))
+        else {
+            unreachable!()
+        };
+        let entry = by_key
+            .entry(key.clone())
+            .or_insert((result.instance_id.clone(), 0));
+        assert_eq!(
+            entry.0, result.instance_id,
+            "every caller of {key} gets the same instance"
+        );
+        entry.1 += usize::from(result.created);
+    }
+    let databases = cloud.databases();
+    assert_eq!(databases.len(), 50, "exactly one resource per key");
+    assert_eq!(by_key.len(), 50);
+    for (key, (id, created)) in &by_key {
+        assert_eq!(*created, 1, "{key}: created = true exactly once");
+        let name = format!("db-{}", key.trim_start_matches("key-"));
+        assert!(
+            databases
+                .iter()
+                .any(|d| d["id"] == id.as_str() && d["name"] == name.as_str()),
+            "{key} → {id}"
+        );
+    }
+    assert!(retried > 0, "the injected faults made some callers retry");
+}
+
+#[tokio::test]
+async fn repeats_are_answered_from_the_record_and_reused_keys_refused() {
+    let t = runtime();
+    let cloud = CloudProcess::start(0);
+    let adapter = fakecloud_adapter(&t.runtime, t.dir.path(), &cloud).await;
+    let config = json!({ "endpoint": cloud.base });
+    let create = |name: &str| Operation::Create {
+        params: json!({ "name": name }),
+        idempotency_key: Some("k1".into()),
+    };
+
+    let first = adapter.invoke(&config, create("one")).await;
+    assert_eq!(first.receipt.idempotency, Some("claimed"));
+    let Output::Provisioned(first) = ok(first.result) else {
+        unreachable!()
+    };
+    let again = adapter.invoke(&config, create("one")).await;
+    assert_eq!(
+        (
+            again.receipt.idempotency,
+            again.receipt.instantiated,
+            again.receipt.http_requests
+        ),
+        (Some("replayed"), false, 0)
+    );
+    let Output::Provisioned(again) = ok(again.result) else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            again.instance_id.as_str(),
+            again.created,
+            again.idempotency_key.as_deref()
+        ),
+        (first.instance_id.as_str(), false, Some("k1"))
+    );
+
+    let reused = adapter
+        .invoke(&config, create("two"))
+        .await
+        .result
+        .unwrap_err();
+    assert_eq!(reused.error_code, ErrorCode::Validation);
+    assert_eq!(
+        reused.message,
+        "idempotency key \"k1\" was already used with a different config or params (key reused with different input)"
+    );
+    assert_eq!(cloud.databases().len(), 1);
+
+    // Destroy is durable too: the second one is answered from the record.
+    adapter.destroy(&config, &first.instance_id).await.unwrap();
+    let second = adapter
+        .invoke(
+            &config,
+            Operation::Destroy {
+                instance_id: first.instance_id.clone(),
+            },
+        )
+        .await;
+    assert!(second.result.is_ok());
+    assert_eq!(
+        (second.receipt.idempotency, second.receipt.instantiated),
+        (Some("replayed"), false)
+    );
+}
+
+#[tokio::test]
+async fn records_expire_after_the_window_and_are_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        pool_size: 8,
+        idempotency_window: Duration::from_millis(300),
+        ..RuntimeConfig::with_data_dir(dir.path())
+    })
+    .unwrap();
+    let cloud = CloudProcess::start(0);
+    let adapter = fakecloud_adapter(&runtime, dir.path(), &cloud).await;
+    let config = json!({ "endpoint": cloud.base });
+    for i in 0..20 {
+        let op = Operation::Create {
+            params: json!({ "name": format!("e{i}") }),
+            idempotency_key: Some(format!("e{i}")),
+        };
+        ok(adapter.invoke(&config, op).await.result);
+    }
+    assert_eq!(runtime.idempotency_records().await.unwrap(), 20);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(runtime.purge_expired().await.unwrap(), 20);
+    assert_eq!(
+        runtime.idempotency_records().await.unwrap(),
+        0,
+        "the table does not grow without bound"
+    );
+    // The key is gone: the guest runs again, and the client token still keeps the
+    // provider at one resource for it.
+    let again = adapter
+        .invoke(
+            &config,
+            Operation::Create {
+                params: json!({ "name": "e0" }),
+                idempotency_key: Some("e0".into()),
+            },
+        )
+        .await;
+    assert_eq!(again.receipt.idempotency, Some("claimed"));
+    assert_eq!(cloud.databases().len(), 20);
+}
+
+#[tokio::test]
+async fn the_circuit_breaker_opens_after_repeated_auth_failures_and_recovers() {
+    let t = runtime();
+    let cloud = CloudProcess::start(0);
+    let policy = format!(
+        "[limits]\nbreaker_failures = 3\nbreaker_cooldown_ms = 400\n\n[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
+        cloud.base
+    );
+    let probe = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
+    // No token: fakecloud answers 401, the probe gives up, the host makes it AUTH.
+    let config = json!({ "url": format!("{}/v1/databases", cloud.base) });
+    for _ in 0..3 {
+        assert_eq!(
+            probe.status(&config, "i").await.unwrap_err().error_code,
+            ErrorCode::Auth
+        );
+    }
+    let requests = cloud.requests();
+    let refused = probe
+        .invoke(
+            &config,
+            Operation::Status {
+                instance_id: "i".into(),
+            },
+        )
+        .await;
+    let error = refused.result.unwrap_err();
+    assert_eq!(error.error_code, ErrorCode::Retryable);
+    assert!(
+        error.message.starts_with("circuit open for adapter \"hostile_http_probe\" after 3 consecutive RETRYABLE or AUTH failures; calls resume in "),
+        "{}",
+        error.message
+    );
+    assert!(!refused.receipt.instantiated);
+    assert_eq!(
+        cloud.requests(),
+        requests,
+        "an open circuit sends nothing to the provider"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        probe.status(&config, "i").await.unwrap_err().error_code,
+        ErrorCode::Auth,
+        "half-open: one call goes through"
+    );
+    assert_eq!(cloud.requests(), requests + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_adapters_concurrency_limit_wait_their_turn() {
+    let t = runtime();
+    let cloud = CloudProcess::start(0);
+    let policy = format!(
+        "[limits]\nmax_concurrent_calls = 1\n\n[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
+        cloud.base
+    );
+    let probe = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
+    cloud.fault(json!({ "delayMillis": 300, "count": 2 }));
+    let url = format!("{}/v1/databases", cloud.base);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (probe, url) = (probe.clone(), url.clone());
+            tokio::spawn(async move {
+                let op = Operation::Create {
+                    params: json!({ "requests": [{ "url": url }] }),
+                    idempotency_key: None,
+                };
+                probe.invoke(&json!({}), op).await.result.is_ok()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap());
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "the two calls ran one after the other: {:?}",
+        started.elapsed()
+    );
+}
