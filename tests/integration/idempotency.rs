@@ -224,6 +224,45 @@ fn a_create_killed_after_the_provider_answered_is_resumed_to_one_resource() {
     kill_during_create_then_rerun(Some("after-guest"));
 }
 
+#[test]
+fn concurrent_creates_from_separate_processes_share_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProcess::start(0);
+    let policy = policy_file(dir.path(), &cloud, 5000);
+    // Hold the first provider request a while, so the other processes find the key busy.
+    cloud.fault(json!({ "delayMillis": 300, "count": 1 }));
+    let children: Vec<Child> = (0..6)
+        .map(|_| {
+            create_command(dir.path(), &cloud, &policy, "shared-key")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<Value> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(0));
+            serde_json::from_slice(&output.stdout).unwrap()
+        })
+        .collect();
+    let databases = cloud.databases();
+    assert_eq!(databases.len(), 1, "{databases:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["instanceId"] == databases[0]["id"]),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| r["created"] == true).count(),
+        1,
+        "{results:?}"
+    );
+}
+
 async fn fakecloud_adapter(
     runtime: &Runtime,
     dir: &std::path::Path,
