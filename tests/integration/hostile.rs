@@ -7,9 +7,13 @@ use airlock::{ErrorCode, ErrorOrigin, LimitKind, Operation, Runtime};
 use serde_json::json;
 
 use crate::common::*;
-// Tested with the capabilities they attack.
+// Tested with the capabilities they attack, and in the suites of the hostile collection.
 #[allow(unused_imports)]
 use crate::capabilities::{exfiltrate, http_probe};
+#[allow(unused_imports)]
+use crate::hostile_runtime::*;
+#[allow(unused_imports)]
+use crate::hostile_sandbox::*;
 
 /// Every hostile adapter has a test of its own name.
 macro_rules! has_test {
@@ -19,14 +23,14 @@ macro_rules! has_test {
 }
 foreach_hostile!(has_test);
 
-fn status() -> Operation {
+pub(crate) fn status() -> Operation {
     Operation::Status {
         instance_id: "i-1".into(),
     }
 }
 
 /// Invoke `operation` on the hostile adapter at `path` under `policy` and return the error.
-async fn attack(
+pub(crate) async fn attack(
     runtime: &Runtime,
     path: &str,
     policy: &str,

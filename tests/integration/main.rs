@@ -9,5 +9,7 @@ mod capabilities;
 mod cli;
 mod example;
 mod hostile;
+mod hostile_runtime;
+mod hostile_sandbox;
 mod idempotency;
 mod loading;
