@@ -447,7 +447,7 @@ async fn the_circuit_breaker_opens_after_repeated_auth_failures_and_recovers() {
     let t = runtime();
     let cloud = CloudProcess::start(0);
     let policy = format!(
-        "[limits]\nbreaker_failures = 3\nbreaker_cooldown_ms = 400\n\n[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
+        "[limits]\nbreaker_failures = 3\nbreaker_cooldown_ms = 1500\n\n[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
         cloud.base
     );
     let probe = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
@@ -481,7 +481,7 @@ async fn the_circuit_breaker_opens_after_repeated_auth_failures_and_recovers() {
         requests,
         "an open circuit sends nothing to the provider"
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
         probe.status(&config, "i").await.unwrap_err().error_code,
         ErrorCode::Auth,
