@@ -512,6 +512,14 @@ fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> Adapt
             }
             AdapterError::trap(message)
         }
+        // Lifting a result whose strings are not UTF-8 fails in wasmtime, not in the guest:
+        // that is the guest's output breaking the contract.
+        None if error.root_cause().to_string().contains("invalid utf-8") => {
+            AdapterError::contract(contract::ContractViolation(format!(
+                "it returned text that is not valid UTF-8 ({})",
+                error.root_cause()
+            )))
+        }
         None => AdapterError::trap(format!("adapter failed: {}", error.root_cause())),
     }
 }

@@ -365,7 +365,7 @@ destinations = ["{base}/v1/"]
         11,
         "denied",
         &format!(
-            "GET http://127.0.0.1:{redirect_port}/x denied: secret \"fakecloud-token\" is bound to [\"{base}/v1/\"], not to this destination; `destinations = [\"http://127.0.0.1:{redirect_port}/\"]` in its policy table (line 19) would allow it"
+            "GET http://127.0.0.1:{redirect_port}/x denied: secret \"fakecloud-token\" is bound to [\"{base}/v1/\"], not to this destination; adding \"http://127.0.0.1:{redirect_port}/x\" to `destinations` in its policy table (line 19) would allow it"
         ),
     );
     assert_eq!(outcomes[12]["error"], "secret");

@@ -2,3 +2,283 @@
 //! lying output, ambient authority (files, environment, sockets), denied requests in a
 //! loop, slow providers. Each test is named after its adapter (see `foreach_hostile!` in
 //! `hostile.rs`).
+
+use std::time::{Duration, Instant};
+
+use airlock::{ErrorCode, ErrorOrigin, LimitKind, Operation, Output};
+use fakecloud::{FakeCloud, FakeCloudConfig, Fault};
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::hostile::{attack, status};
+
+fn create(key: Option<&str>) -> Operation {
+    Operation::Create {
+        params: json!({}),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+/// A successful create on the adapter at `path` under `policy`: its metadata.
+async fn create_metadata(t: &TestRuntime, path: &str, policy: &str) -> Value {
+    let adapter = load(&t.runtime, path, policy).await;
+    let invocation = adapter.invoke(&json!({}), create(None)).await;
+    let Output::Provisioned(result) = ok(invocation.result) else {
+        panic!("create returns a result")
+    };
+    assert!(invocation.receipt.instantiated);
+    Value::Object(result.metadata.expect("metadata"))
+}
+
+#[tokio::test]
+pub(crate) async fn non_utf8() {
+    let t = runtime();
+    // The instance id of a create (twice with one key: the failure released the claim, so
+    // the guest runs again), then the error message of a status: the host cannot lift the
+    // string, so the call fails whole and the bytes go nowhere.
+    for operation in [create(Some("k")), create(Some("k")), status()] {
+        let (error, receipt) = attack(&t.runtime, HOSTILE_NON_UTF8, "", operation).await;
+        assert_eq!(
+            (error.error_code, error.message.as_str()),
+            (
+                ErrorCode::Internal,
+                "adapter broke the contract: it returned text that is not valid UTF-8 (invalid utf-8 sequence of 1 bytes from index 0)"
+            )
+        );
+        assert_eq!(error.origin, ErrorOrigin::Contract);
+        assert_eq!(error.raw, None);
+        assert!(receipt.instantiated);
+        assert_eq!(receipt.limit_hit, None);
+        assert_eq!(receipt.error_code, Some(ErrorCode::Internal));
+    }
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn bad_metadata() {
+    let t = runtime();
+    for (operation, message) in [
+        (
+            create(Some("k")),
+            "adapter broke the contract: `metadata` must be a JSON object, got an array",
+        ),
+        (
+            status(),
+            "adapter broke the contract: `raw` is not valid JSON (expected ident at line 1 column 2)",
+        ),
+    ] {
+        let (error, receipt) = attack(&t.runtime, HOSTILE_BAD_METADATA, "", operation).await;
+        assert_eq!(
+            (error.error_code, error.message.as_str()),
+            (ErrorCode::Internal, message)
+        );
+        assert_eq!(error.origin, ErrorOrigin::Contract);
+        assert!(receipt.instantiated);
+    }
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn success_with_error() {
+    let t = runtime();
+    let (error, receipt) = attack(&t.runtime, HOSTILE_SUCCESS_WITH_ERROR, "", status()).await;
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (
+            ErrorCode::Internal,
+            "adapter broke the contract: status SUCCESS carries an error code; only FAILED or CANCELLED may"
+        )
+    );
+    assert_eq!(error.origin, ErrorOrigin::Contract);
+    assert!(receipt.instantiated);
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn vanishing_id() {
+    let t = runtime();
+    let adapter = load(&t.runtime, HOSTILE_VANISHING_ID, "").await;
+    let call = |key: &'static str| {
+        let adapter = adapter.clone();
+        async move { adapter.invoke(&json!({}), create(Some(key))).await }
+    };
+    let provisioned = |invocation: &airlock::Invocation| match &invocation.result {
+        Ok(Output::Provisioned(result)) => result.clone(),
+        other => panic!("create returns a result: {other:?}"),
+    };
+
+    let first = call("order-1").await;
+    let result = provisioned(&first);
+    assert_eq!(
+        (result.instance_id.as_str(), result.created),
+        ("vanish-1", true)
+    );
+    assert!(first.receipt.instantiated);
+    assert_eq!(first.receipt.idempotency, Some("claimed"));
+
+    // The same key: the recorded id is replayed, the guest (which would say vanish-2)
+    // does not run.
+    let again = call("order-1").await;
+    let result = provisioned(&again);
+    assert_eq!(
+        (result.instance_id.as_str(), result.created),
+        ("vanish-1", false)
+    );
+    assert_eq!(result.idempotency_key.as_deref(), Some("order-1"));
+    assert_eq!(again.receipt.idempotency, Some("replayed"));
+    assert!(!again.receipt.instantiated);
+
+    // A new key runs the guest, which has moved on.
+    let other = call("order-2").await;
+    let result = provisioned(&other);
+    assert_eq!(
+        (result.instance_id.as_str(), result.created),
+        ("vanish-2", true)
+    );
+    assert!(other.receipt.instantiated);
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn denied_retry_loop() {
+    let t = runtime();
+    let (error, receipt) = attack(&t.runtime, HOSTILE_DENIED_RETRY_LOOP, "", status()).await;
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (
+            ErrorCode::Limit,
+            "HTTP limit exceeded: more than 32 HTTP requests in one call (http.max_requests_per_call)"
+        )
+    );
+    // The guest's own error (it returned the budget's refusal with `?`), not a host limit.
+    assert_eq!(error.origin, ErrorOrigin::Adapter);
+    // 32 denied requests were counted; the 33rd was refused by the budget before it was.
+    assert_eq!(receipt.http_requests, 32);
+    assert_eq!(receipt.limit_hit, None);
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn read_files() {
+    let t = runtime();
+    let metadata = create_metadata(&t, HOSTILE_READ_FILES, "").await;
+    // No preopened directories: every path resolves to nothing (WASI errno 44, ENOENT).
+    let missing = "err: No such file or directory (os error 44)";
+    assert_eq!(
+        metadata,
+        json!({ "passwd": missing, "root": missing, "cwd": missing, "write": missing })
+    );
+    assert!(!std::path::Path::new("/tmp/airlock-escape").exists());
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn read_env() {
+    let t = runtime();
+    let metadata = create_metadata(&t, HOSTILE_READ_ENV, "").await;
+    // No variables, no arguments; the working directory is WASI libc's default, "/", which
+    // names nothing the guest can open (see `read_files`).
+    assert_eq!(
+        metadata,
+        json!({
+            "vars": 0,
+            "varNames": [],
+            "args": 0,
+            "home": "err: environment variable not found",
+            "currentDir": "ok: /",
+        })
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn open_socket() {
+    let t = runtime();
+    let metadata = create_metadata(&t, HOSTILE_OPEN_SOCKET, "").await;
+    // TCP and UDP are refused (WASI errno 2, EACCES); name lookup is off.
+    let denied = "err: Permission denied (os error 2)";
+    assert_eq!(
+        metadata,
+        json!({
+            "tcpConnect": denied,
+            "tcpListen": denied,
+            "udpBind": denied,
+            "resolve": "err: failed to lookup address information: Non-recoverable error",
+        })
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn slow_provider() {
+    let t = runtime();
+    let cloud = FakeCloud::start(FakeCloudConfig::default())
+        .await
+        .expect("fakecloud starts");
+    let base = cloud.base_url();
+    let policy = format!(
+        "[limits]\ndeadline_ms = 400\n\n[http]\nrequest_timeout_ms = 10000\n\n[[http.allow]]\nurl = \"{base}/\"\naddresses = [\"127.0.0.1/32\"]\n"
+    );
+    let adapter = load(&t.runtime, HOSTILE_SLOW_PROVIDER, &policy).await;
+    cloud.inject_fault(Fault::Delay {
+        millis: 5000,
+        count: 1,
+    });
+    let started = Instant::now();
+    let invocation = adapter
+        .invoke(&json!({ "url": format!("{base}/v1/databases") }), status())
+        .await;
+    let elapsed = started.elapsed();
+    let error = invocation.result.expect_err("the slow provider is cut off");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (
+            ErrorCode::Limit,
+            "deadline of 400 ms exceeded (limits.deadline_ms)"
+        )
+    );
+    assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Deadline));
+    assert_eq!(invocation.receipt.limit_hit, Some(LimitKind::Deadline));
+    assert_eq!(invocation.receipt.http_requests, 1);
+    // The request's timeout was the 400 ms left of the call, not the policy's 10 s.
+    assert!(
+        invocation.receipt.wall_time_us >= 400_000,
+        "stopped early: {} µs",
+        invocation.receipt.wall_time_us
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+#[tokio::test]
+pub(crate) async fn exfiltrate_header() {
+    let t = runtime();
+    let cloud = FakeCloud::start(FakeCloudConfig::default())
+        .await
+        .expect("fakecloud starts");
+    let base = cloud.base_url();
+    let file = t.dir.path().join("leaky");
+    std::fs::write(&file, "hunter2-is-not-a-good-password").unwrap();
+    let policy = format!(
+        "[[http.allow]]\nurl = \"{base}/v1/\"\naddresses = [\"127.0.0.1/32\"]\n\n[[http.allow]]\nurl = \"{base}/_admin/\"\naddresses = [\"127.0.0.1/32\"]\n\n[secrets.leaky]\nsource = \"file:{}\"\ndestinations = [\"{base}/v1/\"]\n",
+        file.display()
+    );
+    let adapter = load(&t.runtime, HOSTILE_EXFILTRATE_HEADER, &policy).await;
+    let url = format!("{base}/_admin/stats");
+    let invocation = adapter.invoke(&json!({ "url": url }), create(None)).await;
+    let error = invocation.result.expect_err("the secret stays home");
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (
+            ErrorCode::Auth,
+            format!(
+                "GET {url} denied: secret \"leaky\" is bound to [\"{base}/v1/\"], not to this destination; adding \"{url}\" to `destinations` in its policy table (line 9) would allow it"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(error.origin, ErrorOrigin::Adapter);
+    // The request was counted and refused before anything left the host.
+    assert_eq!(invocation.receipt.http_requests, 1);
+    assert_honest_call_succeeds(&t.runtime).await;
+}

@@ -289,8 +289,8 @@ impl HttpView<'_> {
                     grant.destinations.iter().map(ToString::to_string).collect();
                 return Err(RequestError::Denied(format!(
                     "{method} {url} denied: secret {name:?} is bound to {bound:?}, not to this destination; \
-                     `destinations = [\"{}\"]` in its policy table ({}) would allow it",
-                    pattern::granting_pattern(&url),
+                     adding \"{}\" to `destinations` in its policy table ({}) would allow it",
+                    exact_destination(&url),
                     grant.location
                 )));
             }
@@ -353,6 +353,14 @@ impl HttpView<'_> {
         }
         Ok((rule_index, built, timeout))
     }
+}
+
+/// The narrowest destination pattern that covers `url`: its origin and path, no query.
+fn exact_destination(url: &Url) -> String {
+    let mut exact = url.clone();
+    exact.set_query(None);
+    exact.set_fragment(None);
+    exact.to_string()
 }
 
 fn find_denial(error: &reqwest::Error) -> Option<String> {
