@@ -507,7 +507,12 @@ fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> Adapt
         ),
         Some(trap) => {
             let mut message = format!("adapter trapped: {trap}");
-            if let Some(panic) = panic_message(&ctx.stderr.text()) {
+            // A Rust panic ends in `unreachable` after printing its message; only then is the
+            // last `panicked at` line of stderr worth quoting (a guest could print one anyway,
+            // so it is the guest's word, next to the host's trap).
+            if *trap == Trap::UnreachableCodeReached
+                && let Some(panic) = panic_message(&ctx.stderr.text())
+            {
                 message.push_str(&format!(" ({panic})"));
             }
             AdapterError::trap(message)

@@ -48,7 +48,10 @@ impl LogSink {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary; true if it was cut.
-pub(crate) fn truncate(mut text: String, max: usize) -> (String, bool) {
+/// The cut copy is a fresh allocation: keeping the guest's original buffer (which can be as
+/// large as its memory cap) alive behind a short message would let a guest make the host hold
+/// many times its own memory limit.
+pub(crate) fn truncate(text: String, max: usize) -> (String, bool) {
     if text.len() <= max {
         return (text, false);
     }
@@ -56,8 +59,7 @@ pub(crate) fn truncate(mut text: String, max: usize) -> (String, bool) {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text.truncate(end);
-    (text, true)
+    (text[..end].to_owned(), true)
 }
 
 impl Host for LogSink {
@@ -136,6 +138,11 @@ mod tests {
         }
         assert_eq!(sink.records.len(), 2);
         assert_eq!(sink.records[0].message, "héll");
+        assert_eq!(
+            sink.records[0].message.capacity(),
+            5,
+            "the cut copy does not keep the original buffer"
+        );
         assert!(sink.records[0].truncated);
         assert_eq!(
             sink.records[1].fields,
