@@ -285,3 +285,44 @@ fn demo_runs_the_bundled_example_end_to_end() {
         "{text}"
     );
 }
+
+#[test]
+fn a_short_soak_keeps_honest_calls_succeeding_and_rss_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = airlock(
+        dir.path(),
+        &[
+            "soak",
+            "--secs",
+            "5",
+            "--json",
+            "--honest",
+            EXAMPLE_ADAPTER,
+            "--hostile",
+            HOSTILE_SPIN_LOOP,
+            "--hostile",
+            HOSTILE_MEMORY_BOMB,
+            "--hostile",
+            HOSTILE_PANIC,
+            "--hostile",
+            HOSTILE_LOG_FLOOD,
+            "--hostile",
+            HOSTILE_GIANT_OUTPUT,
+        ],
+    );
+    let report = stdout_json(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report["honestFailures"], 0);
+    assert_eq!(report["withinBound"], true, "{report}");
+    assert!(report["honestCalls"].as_u64().unwrap() > 10, "{report}");
+    assert!(report["hostileCalls"].as_u64().unwrap() > 5, "{report}");
+    assert!(
+        report["hostileOutcomes"]["LIMIT"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}

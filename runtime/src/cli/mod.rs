@@ -6,6 +6,7 @@ mod demo;
 mod inspect;
 mod invoke;
 mod output;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve fakecloud, a provider API on 127.0.0.1, to run adapters against locally.
     Fakecloud(fakecloud::ServeArgs),
+    /// Run mixed honest and hostile calls for a while; report calls, errors and RSS.
+    Soak(soak::SoakArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -70,6 +73,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Invoke(args) => invoke::run(&cli.data_dir, args).await,
             Command::Inspect(args) => inspect::run(&cli.data_dir, args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Soak(args) => soak::run(&cli.data_dir, args).await,
             Command::Fakecloud(args) => match fakecloud::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("fakecloud: {e}")),
