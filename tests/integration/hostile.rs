@@ -272,7 +272,7 @@ async fn hostile_calls_do_not_disturb_honest_ones_running_beside_them() {
             let (example, fc, fc_config) = (example.clone(), fc.clone(), fc_config.clone());
             async move {
                 let started = Instant::now();
-                let result = if i % 2 == 0 {
+                let result = if i.is_multiple_of(2) {
                     example
                         .create(
                             &example_config(0),
