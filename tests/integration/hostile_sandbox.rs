@@ -282,3 +282,34 @@ pub(crate) async fn exfiltrate_header() {
     assert_eq!(invocation.receipt.http_requests, 1);
     assert_honest_call_succeeds(&t.runtime).await;
 }
+
+#[tokio::test]
+pub(crate) async fn busy_after_http() {
+    let t = runtime();
+    let cloud = fakecloud::FakeCloud::start(fakecloud::FakeCloudConfig::default())
+        .await
+        .unwrap();
+    let policy = format!(
+        "[limits]\nfuel = 30000000\n\n[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
+        cloud.base_url()
+    );
+    let adapter = load(&t.runtime, HOSTILE_BUSY_AFTER_HTTP, &policy).await;
+    let config = serde_json::json!({ "url": format!("{}/v1/databases", cloud.base_url()) });
+    let invocation = adapter.invoke(&config, status()).await;
+    let error = invocation.result.unwrap_err();
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (
+            airlock::ErrorCode::Limit,
+            "fuel limit of 30000000 exceeded (limits.fuel)"
+        )
+    );
+    assert_eq!(invocation.receipt.limit_hit, Some(airlock::LimitKind::Fuel));
+    assert_eq!(invocation.receipt.http_requests, 1);
+    assert_eq!(
+        cloud.request_count(),
+        1,
+        "the request really went out before the busy work"
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
