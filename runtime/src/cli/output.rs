@@ -27,6 +27,9 @@ pub(crate) fn receipt_line(receipt: &Receipt) -> String {
         mib(receipt.memory_peak_bytes),
         mib(receipt.memory_limit_bytes),
     );
+    if receipt.idempotency == Some("replayed") {
+        line.push_str(" · answered from the idempotency record, no instance");
+    }
     if receipt.http_requests > 0 {
         line.push_str(&format!(" · http requests {}", receipt.http_requests));
     }
