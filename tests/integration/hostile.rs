@@ -29,6 +29,21 @@ pub(crate) fn status() -> Operation {
     }
 }
 
+/// The call was stopped by the `kind` limit, with `message`, and the receipt says so.
+pub(crate) fn assert_stopped_by(
+    error: &airlock::AdapterError,
+    receipt: &airlock::Receipt,
+    kind: LimitKind,
+    message: &str,
+) {
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (ErrorCode::Limit, message)
+    );
+    assert_eq!(error.origin, ErrorOrigin::Limit(kind));
+    assert_eq!(receipt.limit_hit, Some(kind));
+}
+
 /// Invoke `operation` on the hostile adapter at `path` under `policy` and return the error.
 pub(crate) async fn attack(
     runtime: &Runtime,
@@ -54,13 +69,12 @@ async fn spin_loop() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(
-        error.message,
-        "fuel limit of 200000000 exceeded (limits.fuel)"
+    assert_stopped_by(
+        &error,
+        &receipt,
+        LimitKind::Fuel,
+        "fuel limit of 200000000 exceeded (limits.fuel)",
     );
-    assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Fuel));
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Fuel));
     assert_eq!(receipt.fuel_consumed, 200_000_000);
     assert_honest_call_succeeds(&t.runtime).await;
 

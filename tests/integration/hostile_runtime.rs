@@ -5,7 +5,7 @@ use airlock::{ErrorCode, ErrorOrigin, Invocation, LimitKind, Operation, Output, 
 use serde_json::json;
 
 use crate::common::*;
-use crate::hostile::{attack, status};
+use crate::hostile::{assert_stopped_by, attack, status};
 
 /// Invoke `operation` on the adapter at `path` under `policy` and return the whole
 /// invocation, for the attacks the call must survive.
@@ -31,13 +31,12 @@ pub(crate) async fn loop_in_callback() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(
-        error.message,
-        "fuel limit of 5000000 exceeded (limits.fuel)"
+    assert_stopped_by(
+        &error,
+        &receipt,
+        LimitKind::Fuel,
+        "fuel limit of 5000000 exceeded (limits.fuel)",
     );
-    assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Fuel));
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Fuel));
     assert_eq!(receipt.fuel_consumed, 5_000_000);
     assert_eq!(receipt.log_records, 256);
     assert!(receipt.logs_dropped > 0, "{receipt:?}");
@@ -81,13 +80,12 @@ pub(crate) async fn slow_under_fuel() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(
-        error.message,
-        "deadline of 300 ms exceeded (limits.deadline_ms)"
+    assert_stopped_by(
+        &error,
+        &receipt,
+        LimitKind::Deadline,
+        "deadline of 300 ms exceeded (limits.deadline_ms)",
     );
-    assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Deadline));
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Deadline));
     assert!(
         receipt.fuel_consumed < receipt.fuel_limit / 100,
         "fuel {} of {}",
@@ -109,13 +107,12 @@ pub(crate) async fn many_small_allocs() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(
-        error.message,
-        "memory limit of 16 MiB exceeded: the adapter asked for 17 MiB"
+    assert_stopped_by(
+        &error,
+        &receipt,
+        LimitKind::Memory,
+        "memory limit of 16 MiB exceeded: the adapter asked for 17 MiB",
     );
-    assert_eq!(error.origin, ErrorOrigin::Limit(LimitKind::Memory));
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Memory));
     assert!(receipt.memory_peak_bytes <= 16 << 20, "{receipt:?}");
     assert_honest_call_succeeds(&t.runtime).await;
 }
