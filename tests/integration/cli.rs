@@ -31,7 +31,7 @@ fn stdout_json(output: &Output) -> Value {
 #[test]
 fn invoke_returns_the_seed_shapes_across_separate_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let config = r#"{"region":"us-east-1","stepMillis":200}"#;
+    let config = r#"{"region":"us-east-1","stepMillis":1000}"#;
     let create = |key: &str| {
         airlock(
             dir.path(),
