@@ -44,6 +44,20 @@ pub(crate) fn assert_stopped_by(
     assert_eq!(receipt.limit_hit, Some(kind));
 }
 
+/// The guest trapped with `message` (`INTERNAL`), and no limit fired.
+pub(crate) fn assert_trapped(
+    error: &airlock::AdapterError,
+    receipt: &airlock::Receipt,
+    message: &str,
+) {
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (ErrorCode::Internal, message)
+    );
+    assert_eq!(error.origin, ErrorOrigin::Trap);
+    assert_eq!(receipt.limit_hit, None);
+}
+
 /// Invoke `operation` on the hostile adapter at `path` under `policy` and return the error.
 pub(crate) async fn attack(
     runtime: &Runtime,
@@ -141,13 +155,11 @@ async fn memory_bomb() {
 async fn deep_recursion() {
     let t = runtime();
     let (error, receipt) = attack(&t.runtime, HOSTILE_DEEP_RECURSION, "", status()).await;
-    assert_eq!(error.error_code, ErrorCode::Internal);
-    assert_eq!(
-        error.message,
-        "adapter trapped: wasm trap: call stack exhausted"
+    assert_trapped(
+        &error,
+        &receipt,
+        "adapter trapped: wasm trap: call stack exhausted",
     );
-    assert_eq!(error.origin, ErrorOrigin::Trap);
-    assert_eq!(receipt.limit_hit, None);
     assert_honest_call_succeeds(&t.runtime).await;
 }
 

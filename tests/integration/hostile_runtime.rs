@@ -5,7 +5,7 @@ use airlock::{ErrorCode, ErrorOrigin, Invocation, LimitKind, Operation, Output, 
 use serde_json::json;
 
 use crate::common::*;
-use crate::hostile::{assert_stopped_by, attack, status};
+use crate::hostile::{assert_stopped_by, assert_trapped, attack, status};
 
 /// Invoke `operation` on the adapter at `path` under `policy` and return the whole
 /// invocation, for the attacks the call must survive.
@@ -238,15 +238,11 @@ pub(crate) async fn stdio_flood() {
 pub(crate) async fn json_recursion() {
     let t = runtime();
     let (error, receipt) = attack(&t.runtime, HOSTILE_JSON_RECURSION, "", status()).await;
-    assert_eq!(
-        (error.error_code, error.message.as_str()),
-        (
-            ErrorCode::Internal,
-            "adapter trapped: wasm trap: call stack exhausted"
-        )
+    assert_trapped(
+        &error,
+        &receipt,
+        "adapter trapped: wasm trap: call stack exhausted",
     );
-    assert_eq!(error.origin, ErrorOrigin::Trap);
-    assert_eq!(receipt.limit_hit, None);
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
@@ -255,15 +251,11 @@ pub(crate) async fn unreachable() {
     let t = runtime();
     for operation in [Operation::ValidateConfig, status(), create("k")] {
         let (error, receipt) = attack(&t.runtime, HOSTILE_UNREACHABLE, "", operation).await;
-        assert_eq!(
-            (error.error_code, error.message.as_str()),
-            (
-                ErrorCode::Internal,
-                "adapter trapped: wasm trap: wasm `unreachable` instruction executed"
-            )
+        assert_trapped(
+            &error,
+            &receipt,
+            "adapter trapped: wasm trap: wasm `unreachable` instruction executed",
         );
-        assert_eq!(error.origin, ErrorOrigin::Trap);
-        assert_eq!(receipt.limit_hit, None);
     }
     assert_honest_call_succeeds(&t.runtime).await;
 }
@@ -299,15 +291,11 @@ pub(crate) async fn divide_by_zero() {
         },
     )
     .await;
-    assert_eq!(
-        (error.error_code, error.message.as_str()),
-        (
-            ErrorCode::Internal,
-            "adapter trapped: wasm trap: integer divide by zero"
-        )
+    assert_trapped(
+        &error,
+        &receipt,
+        "adapter trapped: wasm trap: integer divide by zero",
     );
-    assert_eq!(error.origin, ErrorOrigin::Trap);
-    assert_eq!(receipt.limit_hit, None);
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
@@ -315,15 +303,11 @@ pub(crate) async fn divide_by_zero() {
 pub(crate) async fn out_of_bounds() {
     let t = runtime();
     let (error, receipt) = attack(&t.runtime, HOSTILE_OUT_OF_BOUNDS, "", status()).await;
-    assert_eq!(
-        (error.error_code, error.message.as_str()),
-        (
-            ErrorCode::Internal,
-            "adapter trapped: wasm trap: out of bounds memory access"
-        )
+    assert_trapped(
+        &error,
+        &receipt,
+        "adapter trapped: wasm trap: out of bounds memory access",
     );
-    assert_eq!(error.origin, ErrorOrigin::Trap);
-    assert_eq!(receipt.limit_hit, None);
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
@@ -332,15 +316,11 @@ pub(crate) async fn abort_mid_result() {
     let t = runtime();
     for operation in [status(), create("k")] {
         let (error, receipt) = attack(&t.runtime, HOSTILE_ABORT_MID_RESULT, "", operation).await;
-        assert_eq!(
-            (error.error_code, error.message.as_str()),
-            (
-                ErrorCode::Internal,
-                "adapter trapped: wasm trap: wasm `unreachable` instruction executed"
-            )
+        assert_trapped(
+            &error,
+            &receipt,
+            "adapter trapped: wasm trap: wasm `unreachable` instruction executed",
         );
-        assert_eq!(error.origin, ErrorOrigin::Trap);
-        assert_eq!(receipt.limit_hit, None);
     }
     // The failed create released its idempotency claim: the same key runs the guest again.
     let (error, receipt) = attack(&t.runtime, HOSTILE_ABORT_MID_RESULT, "", create("k")).await;
