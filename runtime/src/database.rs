@@ -456,6 +456,20 @@ impl Database {
         .await
     }
 
+    /// Remove an adapter's finished idempotency records and destroy records.
+    pub(crate) async fn forget_records(&self, adapter: String) -> DbResult<u64> {
+        self.run(move |conn| {
+            let keys = conn.execute(
+                "DELETE FROM idempotency WHERE adapter = ?1 AND state = 'done'",
+                params![adapter],
+            )?;
+            let destroyed =
+                conn.execute("DELETE FROM destroyed WHERE adapter = ?1", params![adapter])?;
+            Ok((keys + destroyed) as u64)
+        })
+        .await
+    }
+
     /// Rows in the idempotency table (for tests and the soak).
     pub(crate) async fn idempotency_rows(&self) -> DbResult<u64> {
         self.run(|conn| {

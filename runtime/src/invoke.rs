@@ -115,6 +115,7 @@ pub(crate) async fn invoke(
     receipt.wall_time_us = started.elapsed().as_micros() as u64;
     receipt.memory_peak_bytes = ctx.limiter.memory_peak;
     receipt.state_ops = ctx.state.ops;
+    receipt.state_writes = ctx.state.writes;
     receipt.http_requests = ctx.http.requests;
     receipt.secrets_revealed = ctx.secrets.revealed;
     receipt.log_records = ctx.log.records.len() as u32;
@@ -266,6 +267,7 @@ fn empty_receipt(adapter: &AdapterInner, operation: &Operation, limits: &Limits)
         redactions: 0,
         secrets_revealed: 0,
         state_ops: 0,
+        state_writes: 0,
         http_requests: 0,
         log_records: 0,
         logs_dropped: 0,

@@ -30,6 +30,7 @@ mod bindings;
 mod breaker;
 mod cache;
 mod capabilities;
+pub mod conformance;
 mod contract;
 mod database;
 mod engine;
@@ -43,6 +44,7 @@ mod runtime;
 
 pub use adapter::{Adapter, AdapterInfo, CallOptions, OptionalInterfaces};
 pub use cache::CacheOutcome;
+pub use capabilities::http::intercept;
 pub use capabilities::log::LogRecord;
 pub use capabilities::progress::ProgressReport;
 pub use capabilities::secrets::SecretHandle;

@@ -228,6 +228,8 @@ pub struct Receipt {
     pub secrets_revealed: u32,
     /// State operations performed.
     pub state_ops: u32,
+    /// Of those, the ones that wrote (set, insert-new, delete).
+    pub state_writes: u32,
     /// HTTP requests attempted.
     pub http_requests: u32,
     /// Log records kept, and dropped past the limit.

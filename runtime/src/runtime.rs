@@ -38,6 +38,10 @@ pub struct RuntimeConfig {
     pub secret_sources: Vec<Arc<dyn SecretSource>>,
     /// How long idempotency keys and destroy records are kept. Default: 24 hours.
     pub idempotency_window: std::time::Duration,
+    /// A hook on every outbound request a policy allowed: it may forward, answer or fail
+    /// it (see [`crate::intercept`]). For test harnesses such as `airlock check`; default
+    /// none, and a production runtime should have none.
+    pub http_interceptor: Option<Arc<dyn crate::intercept::HttpInterceptor>>,
 }
 
 impl Default for RuntimeConfig {
@@ -49,6 +53,7 @@ impl Default for RuntimeConfig {
             cache_compiled: true,
             secret_sources: default_sources(),
             idempotency_window: std::time::Duration::from_secs(24 * 3600),
+            http_interceptor: None,
         }
     }
 }
@@ -144,6 +149,24 @@ impl Runtime {
         .map_err(fail)
     }
 
+    /// Forget what the idempotency layer recorded for `adapter`: finished creates and
+    /// successful destroys. The next create with one of those keys, or destroy of one of
+    /// those instances, reaches the guest again instead of being answered from the record.
+    /// Claims of calls still running are kept. Returns the records removed.
+    ///
+    /// An operator's tool after an incident, and how `airlock check` tests an adapter's
+    /// *own* idempotency beneath the host's.
+    pub async fn forget_records(&self, adapter: &str) -> Result<u64, Error> {
+        self.inner
+            .db
+            .forget_records(adapter.to_owned())
+            .await
+            .map_err(|message| Error::Database {
+                path: self.inner.db.path().to_owned(),
+                message,
+            })
+    }
+
     /// How many idempotency records the database holds (live or expired, not yet purged).
     pub async fn idempotency_records(&self) -> Result<u64, Error> {
         self.inner
@@ -222,7 +245,7 @@ impl Runtime {
             message,
         };
         let http = HttpPolicy::compile(&policy)
-            .and_then(HttpGrant::new)
+            .and_then(|http| HttpGrant::new(http, inner.config.http_interceptor.clone()))
             .map_err(policy_error)?;
         let secrets =
             SecretGrants::compile(&policy, &inner.config.secret_sources).map_err(policy_error)?;
@@ -251,7 +274,7 @@ impl Runtime {
 }
 
 /// A file stem made into a valid adapter name (`Example_Adapter` → `example_adapter`).
-fn name_from_stem(stem: &str) -> String {
+pub(crate) fn name_from_stem(stem: &str) -> String {
     let name: String = stem
         .chars()
         .map(|c| {

@@ -18,6 +18,8 @@ pub(crate) struct StateScope {
     max_keys: u64,
     max_ops: u32,
     pub(crate) ops: u32,
+    /// Of those, the ones that write (set, insert-new, delete).
+    pub(crate) writes: u32,
 }
 
 impl StateScope {
@@ -30,7 +32,15 @@ impl StateScope {
             max_keys: limits.state_keys,
             max_ops: limits.state_ops_per_call,
             ops: 0,
+            writes: 0,
         }
+    }
+
+    /// Count one writing operation and check the key.
+    fn admit_write(&mut self, key: &str) -> Result<(), StateError> {
+        self.admit(key)?;
+        self.writes += 1;
+        Ok(())
     }
 
     /// Count one operation and check the key.
@@ -106,7 +116,10 @@ impl Host for StateScope {
         value: Vec<u8>,
         ttl_secs: Option<u64>,
     ) -> wasmtime::Result<Result<(), StateError>> {
-        if let Err(e) = self.admit(&key).and_then(|_| self.admit_value(&value)) {
+        if let Err(e) = self
+            .admit_write(&key)
+            .and_then(|_| self.admit_value(&value))
+        {
             return Ok(Err(e));
         }
         let stored = self
@@ -132,7 +145,10 @@ impl Host for StateScope {
         value: Vec<u8>,
         ttl_secs: Option<u64>,
     ) -> wasmtime::Result<Result<bool, StateError>> {
-        if let Err(e) = self.admit(&key).and_then(|_| self.admit_value(&value)) {
+        if let Err(e) = self
+            .admit_write(&key)
+            .and_then(|_| self.admit_value(&value))
+        {
             return Ok(Err(e));
         }
         let stored = self
@@ -153,7 +169,7 @@ impl Host for StateScope {
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, StateError>> {
-        if let Err(e) = self.admit(&key) {
+        if let Err(e) = self.admit_write(&key) {
             return Ok(Err(e));
         }
         Ok(self

@@ -1,7 +1,8 @@
 //! The `airlock` command line. Exit statuses: 0 success; 10-15 the adapter's error code
 //! (VALIDATION 10, RETRYABLE 11, PERMANENT 12, AUTH 13, LIMIT 14, INTERNAL 15); 2 a usage
-//! error; 3 the adapter or policy could not be loaded.
+//! error; 3 the adapter or policy could not be loaded; 1 `airlock check` found a rule broken.
 
+mod check;
 mod demo;
 mod inspect;
 mod invoke;
@@ -43,6 +44,8 @@ struct Cli {
 enum Command {
     /// Call one operation of an adapter in a fresh sandbox and print the result as JSON.
     Invoke(invoke::InvokeArgs),
+    /// Check an adapter against the contract's rules, with provider faults injected.
+    Check(check::CheckArgs),
     /// Show what a component exports and imports.
     Inspect(inspect::InspectArgs),
     /// Run the bundled example adapter through its whole life, step by step.
@@ -72,6 +75,7 @@ pub(crate) fn main() -> ExitCode {
         match cli.command {
             Command::Invoke(args) => invoke::run(&cli.data_dir, args).await,
             Command::Inspect(args) => inspect::run(&cli.data_dir, args).await,
+            Command::Check(args) => check::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Soak(args) => soak::run(&cli.data_dir, args).await,
             Command::Fakecloud(args) => match fakecloud::serve(args).await {

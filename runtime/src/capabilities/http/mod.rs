@@ -18,6 +18,7 @@
 //!   error (429 → `LIMIT`, 401/403 → `AUTH`, 5xx and connection failures → `RETRYABLE`).
 
 pub(crate) mod address;
+pub mod intercept;
 pub(crate) mod pattern;
 pub(crate) mod policy;
 
@@ -34,6 +35,7 @@ use crate::bindings::airlock::adapter::http::{
     Host as HttpHost, Method, Request, RequestError, Response,
 };
 use crate::capabilities::secrets::{SecretBroker, SecretHandle};
+use intercept::{Exchange, HttpInterceptor, InjectedFailure, InterceptedRequest, Interception};
 use policy::HttpPolicy;
 
 /// Headers only the host sets.
@@ -128,10 +130,14 @@ pub(crate) struct Route {
 pub(crate) struct HttpGrant {
     pub(crate) policy: HttpPolicy,
     routes: Vec<Route>,
+    interceptor: Option<Arc<dyn HttpInterceptor>>,
 }
 
 impl HttpGrant {
-    pub(crate) fn new(policy: HttpPolicy) -> Result<HttpGrant, String> {
+    pub(crate) fn new(
+        policy: HttpPolicy,
+        interceptor: Option<Arc<dyn HttpInterceptor>>,
+    ) -> Result<HttpGrant, String> {
         let routes = policy
             .rules
             .iter()
@@ -151,7 +157,11 @@ impl HttpGrant {
                     .map_err(|e| format!("{}: cannot build an HTTP client: {e}", rule.location))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(HttpGrant { policy, routes })
+        Ok(HttpGrant {
+            policy,
+            routes,
+            interceptor,
+        })
     }
 }
 
@@ -386,38 +396,20 @@ impl HttpHost for HttpView<'_> {
         let label = format!("{} {}", built.method(), built.url());
         let client = self.http.grant.routes[route].client.clone();
         let max_body = self.http.grant.policy.max_response_body_bytes;
-        let outcome = async {
-            let mut response = client.execute(built).await?;
-            let status = response.status().as_u16();
-            let headers: Vec<(String, String)> = response
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect();
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await? {
-                if (body.len() + chunk.len()) as u64 > max_body {
-                    return Ok(Err(RequestError::LimitExceeded(format!(
-                        "{label}: response body is over the limit of {max_body} bytes (http.max_response_body_bytes)"
-                    ))));
-                }
-                body.extend_from_slice(&chunk);
+        let result = match self.http.grant.interceptor.clone() {
+            None => exchange(&client, built, max_body, &label, timeout).await,
+            Some(interceptor) => {
+                intercepted(
+                    &*interceptor,
+                    &self.http.adapter,
+                    &client,
+                    built,
+                    max_body,
+                    &label,
+                    timeout,
+                )
+                .await
             }
-            Ok::<_, reqwest::Error>(Ok(Response { status, headers, body }))
-        }
-        .await;
-        let result = match outcome {
-            Ok(result) => result,
-            Err(error) => Err(if let Some(denied) = find_denial(&error) {
-                RequestError::Denied(format!("{label} denied: {denied}"))
-            } else if error.is_timeout() {
-                RequestError::Timeout(format!(
-                    "{label}: no answer within {} ms",
-                    timeout.as_millis()
-                ))
-            } else {
-                RequestError::ConnectionFailed(format!("{label}: {}", root_cause(&error)))
-            }),
         };
         self.http.last_failure = match &result {
             Ok(response) if response.status >= 400 => Some(ProviderFailure::Status {
@@ -437,6 +429,137 @@ impl HttpHost for HttpView<'_> {
         tracing::debug!(target: "airlock::http", adapter = %self.http.adapter, request = %label,
             status = result.as_ref().ok().map(|r| r.status), "request done");
         Ok(result)
+    }
+}
+
+/// Send `request` and read the answer within the response-body bound.
+async fn exchange(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    max_body: u64,
+    label: &str,
+    timeout: Duration,
+) -> Result<Response, RequestError> {
+    let outcome = async {
+        let mut response = client.execute(request).await?;
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if (body.len() + chunk.len()) as u64 > max_body {
+                return Ok(Err(RequestError::LimitExceeded(format!(
+                    "{label}: response body is over the limit of {max_body} bytes (http.max_response_body_bytes)"
+                ))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok::<_, reqwest::Error>(Ok(Response { status, headers, body }))
+    }
+    .await;
+    match outcome {
+        Ok(result) => result,
+        Err(error) => Err(if let Some(denied) = find_denial(&error) {
+            RequestError::Denied(format!("{label} denied: {denied}"))
+        } else if error.is_timeout() {
+            RequestError::Timeout(format!(
+                "{label}: no answer within {} ms",
+                timeout.as_millis()
+            ))
+        } else {
+            RequestError::ConnectionFailed(format!("{label}: {}", root_cause(&error)))
+        }),
+    }
+}
+
+/// [`exchange`] through the embedder's interceptor.
+async fn intercepted(
+    interceptor: &dyn HttpInterceptor,
+    adapter: &str,
+    client: &reqwest::Client,
+    mut request: reqwest::Request,
+    max_body: u64,
+    label: &str,
+    timeout: Duration,
+) -> Result<Response, RequestError> {
+    let seen = InterceptedRequest {
+        adapter: adapter.to_owned(),
+        method: request.method().as_str().to_owned(),
+        url: request.url().to_string(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = if value.is_sensitive() {
+                    InterceptedRequest::SECRET_PLACEHOLDER.to_owned()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_owned(), value)
+            })
+            .collect(),
+        body: request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
+    };
+    let fail = |failure: InjectedFailure| match failure {
+        InjectedFailure::ConnectionReset => {
+            RequestError::ConnectionFailed(format!("{label}: {failure}"))
+        }
+        InjectedFailure::Timeout => RequestError::Timeout(format!(
+            "{label}: no answer within {} ms ({failure})",
+            timeout.as_millis()
+        )),
+    };
+    let started = Instant::now();
+    let (origin, failure) = match interceptor.intercept(&seen) {
+        Interception::Respond(answer) => {
+            if answer.body.len() as u64 > max_body {
+                return Err(RequestError::LimitExceeded(format!(
+                    "{label}: response body is over the limit of {max_body} bytes (http.max_response_body_bytes)"
+                )));
+            }
+            return Ok(Response {
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+            });
+        }
+        Interception::Fail(failure) => {
+            if failure == InjectedFailure::Timeout {
+                tokio::time::sleep(timeout).await;
+            }
+            return Err(fail(failure));
+        }
+        Interception::Forward { origin } => (origin, None),
+        Interception::ForwardThenFail { origin, failure } => (origin, Some(failure)),
+    };
+    if let Some(origin) = origin {
+        *request.url_mut() = intercept::rebase(request.url(), &origin);
+    }
+    let result = exchange(client, request, max_body, label, timeout).await;
+    let record = match &result {
+        Ok(response) => Exchange::Answered(intercept::ProviderResponse {
+            status: response.status,
+            headers: response.headers.clone(),
+            body: response.body.clone(),
+        }),
+        Err(error) => Exchange::Failed(format!("{error:?}")),
+    };
+    interceptor.exchanged(&seen, &record);
+    match failure {
+        None => result,
+        Some(failure) => {
+            if failure == InjectedFailure::Timeout {
+                tokio::time::sleep(timeout.saturating_sub(started.elapsed())).await;
+            }
+            Err(fail(failure))
+        }
     }
 }
 

@@ -1,0 +1,180 @@
+//! `airlock check ADAPTER.wasm`: the conformance checker. One line per rule, exit status 1
+//! if any rule failed, `--json` for CI.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use airlock::conformance::{self, CheckEvent, CheckOptions, Outcome, ProviderChoice, Report};
+use clap::Args;
+
+use super::invoke::json_argument;
+
+/// Exit status when a rule failed.
+const EXIT_FAILED: u8 = 1;
+
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    /// The adapter component (.wasm).
+    adapter: PathBuf,
+    /// Policy file (TOML), as an operator would grant it.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A provider config the adapter accepts: inline JSON, or @FILE.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Create params: inline JSON, or @FILE.
+    #[arg(long, default_value = r#"{"name":"airlock-check"}"#)]
+    params: String,
+    /// A config the adapter must reject with VALIDATION (inline JSON or @FILE); repeatable.
+    /// Non-object configs are always tried.
+    #[arg(long = "invalid-config")]
+    invalid_configs: Vec<String>,
+    /// Send the adapter's allowed requests to this provider (base URL) instead of a
+    /// built-in fakecloud. Secrets then come from the policy's own sources.
+    #[arg(long, conflicts_with = "replay")]
+    provider: Option<String>,
+    /// Keep the provider's answers in FILE, to replay this run with --replay.
+    #[arg(long, conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Answer the adapter's requests from a recording instead of a provider.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Seconds to wait for a created resource to finish provisioning.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: CheckArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    };
+    let json_of = |name: &str, text: &str| json_argument(name, text);
+    let (config, params) = match (
+        json_of("config", &args.config),
+        json_of("params", &args.params),
+    ) {
+        (Ok(config), Ok(params)) => (config, params),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let mut invalid_configs = Vec::new();
+    for text in &args.invalid_configs {
+        match json_of("invalid-config", text) {
+            Ok(value) => invalid_configs.push(value),
+            Err(e) => return usage(e),
+        }
+    }
+    let provider = match (&args.provider, &args.replay) {
+        (Some(url), _) => match url::Url::parse(url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                ProviderChoice::External(url)
+            }
+            Ok(_) => return usage(format!("--provider {url}: need an http(s) base URL")),
+            Err(e) => return usage(format!("--provider {url}: {e}")),
+        },
+        (None, Some(path)) => ProviderChoice::Replay(path.clone()),
+        (None, None) => ProviderChoice::BuiltIn,
+    };
+    let policy = match super::policy(args.policy.as_deref()) {
+        Ok(policy) => policy,
+        Err(code) => return code,
+    };
+    let wasm = match std::fs::read(&args.adapter) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return super::fail(&format!("cannot read {}: {e}", args.adapter.display()));
+        }
+    };
+    let options = CheckOptions {
+        config,
+        params,
+        invalid_configs,
+        provider,
+        record: args.record.clone(),
+        wait: Duration::from_secs(args.wait),
+    };
+    let origin = args.adapter.display().to_string();
+    if !args.json {
+        println!("airlock check {origin}");
+    }
+    let json = args.json;
+    let live = std::io::stderr().is_terminal();
+    let mut on_event = move |event: &CheckEvent| match event {
+        CheckEvent::Rule(result) => {
+            if live {
+                eprint!("\r\x1b[2K");
+            }
+            if json {
+                eprintln!("{} {}", label(result.outcome), result.rule);
+            } else {
+                print_rule(result);
+            }
+        }
+        CheckEvent::Waiting(what) if live => {
+            eprint!("\r\x1b[2K  ....  {what}");
+            let _ = std::io::stderr().flush();
+        }
+        CheckEvent::Waiting(_) => {}
+    };
+    let report = match conformance::check(&wasm, &origin, policy, options, &mut on_event).await {
+        Ok(report) => report,
+        Err(e) => return super::fail(&e.to_string()),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print_summary(&report, args.record.as_deref());
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+fn label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Skip => "SKIP",
+    }
+}
+
+fn print_rule(result: &conformance::RuleResult) {
+    println!(
+        "  {}  {:<30} {}",
+        label(result.outcome),
+        result.rule,
+        result.title
+    );
+    for line in result.evidence.lines() {
+        println!("        {:<30} {line}", "");
+    }
+}
+
+fn print_summary(report: &Report, record: Option<&std::path::Path>) {
+    println!(
+        "\n{} ({}) against {}: {} passed, {} failed, {} skipped",
+        report.adapter,
+        &report.sha256[..16],
+        report.provider,
+        report.count(Outcome::Pass),
+        report.count(Outcome::Fail),
+        report.count(Outcome::Skip)
+    );
+    if let Some(path) = record {
+        println!(
+            "recorded the provider's answers in {}; replay with --replay {}",
+            path.display(),
+            path.display()
+        );
+    }
+}
