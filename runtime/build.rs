@@ -32,6 +32,32 @@ fn main() {
             std::fs::copy(wasm, bundled).expect("copying an adapter bundled into the binary");
         }
     }
+    // The conformance checker's broken adapters: `$m!(ident, path, "base", "rule")`.
+    let variants = guests::build_feature_variants();
+    let mut constants = String::new();
+    source.push_str("/// Calls `$m!(ident, wasm_path, base, rule)` for every deliberately broken adapter.\n#[allow(unused_macros)]\nmacro_rules! foreach_broken {\n    ($m:ident) => {\n");
+    for (package, feature, wasm) in &variants {
+        let base = package.trim_start_matches("broken-");
+        writeln!(
+            constants,
+            "pub const {}__{}: &str = {:?};",
+            package.to_uppercase().replace('-', "_"),
+            feature.to_uppercase().replace('-', "_"),
+            wasm.display().to_string()
+        )
+        .unwrap();
+        writeln!(
+            source,
+            "        $m!({}_{}, {:?}, {base:?}, {:?});",
+            base.replace('-', "_"),
+            feature.replace('-', "_"),
+            wasm.display().to_string(),
+            feature.replace('_', ".")
+        )
+        .unwrap();
+    }
+    source.push_str("    };\n}\n");
+    source.push_str(&constants);
     source.push_str("/// Calls `$m!(name)` for every hostile adapter.\n#[allow(unused_macros)]\nmacro_rules! foreach_hostile {\n    ($m:ident) => {\n");
     for name in &hostile {
         writeln!(source, "        $m!({name});").unwrap();

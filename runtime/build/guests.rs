@@ -77,46 +77,111 @@ fn ensure_target() {
 /// cargo invocation each so that each resolves its own SDK features. Returns each
 /// package's `.wasm` path.
 pub(crate) fn build_guests(packages: &[String]) -> Vec<(String, PathBuf)> {
-    let root = repo_root();
-    let adapters = root.join("adapters");
-    let target_dir = guest_target_dir(&root);
-    println!("cargo:rerun-if-changed={}", adapters.display());
-    println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    ensure_target();
     packages
         .iter()
         .map(|package| {
-            let status = cargo()
-                .current_dir(&adapters)
-                .args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "--target",
-                    GUEST_TARGET,
-                    "-p",
-                    package,
-                    "--target-dir",
-                ])
-                .arg(&target_dir)
-                .status()
-                .unwrap_or_else(|e| panic!("running cargo for guest {package}: {e}"));
-            assert!(
-                status.success(),
-                "building guest {package} for {GUEST_TARGET} failed (see the errors above)"
-            );
-            let wasm = target_dir
-                .join(GUEST_TARGET)
-                .join("release")
-                .join(format!("{}.wasm", package.replace('-', "_")));
-            assert!(
-                wasm.exists(),
-                "guest {package} built but {} is missing",
-                wasm.display()
-            );
-            (package.clone(), wasm)
+            let target_dir = guest_target_dir(&repo_root());
+            (package.clone(), build_guest(package, None, &target_dir))
         })
         .collect()
+}
+
+/// Build `package` (with `feature` on, if one is given) into `target_dir` and return its
+/// `.wasm` path.
+fn build_guest(package: &str, feature: Option<&str>, target_dir: &Path) -> PathBuf {
+    let root = repo_root();
+    let adapters = root.join("adapters");
+    println!("cargo:rerun-if-changed={}", adapters.display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    ensure_target();
+    let mut command = cargo();
+    command.current_dir(&adapters).args([
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        GUEST_TARGET,
+        "-p",
+        package,
+    ]);
+    if let Some(feature) = feature {
+        command.args(["--features", feature]);
+    }
+    let status = command
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo for guest {package}: {e}"));
+    assert!(
+        status.success(),
+        "building guest {package} for {GUEST_TARGET} failed (see the errors above)"
+    );
+    let wasm = target_dir
+        .join(GUEST_TARGET)
+        .join("release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(
+        wasm.exists(),
+        "guest {package} built but {} is missing",
+        wasm.display()
+    );
+    wasm
+}
+
+/// The crates under `adapters/conformance/` marked `component-per-feature = true`: one
+/// component per cargo feature, each copied to `{package}__{feature}.wasm` (`-` as `_`).
+/// Returns (package, feature, path) for each. They build in a target directory of their own:
+/// the adapters they wrap are dependencies there, built without their export, and must not
+/// overwrite the real components.
+pub(crate) fn build_feature_variants() -> Vec<(String, String, PathBuf)> {
+    let dir = repo_root().join("adapters").join("conformance");
+    let target_dir = guest_target_dir(&repo_root()).join("conformance");
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path().join("Cargo.toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    crates.retain(|manifest| manifest.exists());
+    crates.sort();
+    let mut built = Vec::new();
+    for manifest in crates {
+        let text = std::fs::read_to_string(&manifest).expect("reading a guest manifest");
+        if !text.contains("component-per-feature = true") {
+            continue;
+        }
+        let package = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("name = \""))
+            .map(|rest| rest.trim_end_matches('"').to_owned())
+            .expect("a package name");
+        let features: Vec<String> = text
+            .split("[features]")
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .take_while(|line| !line.trim_start().starts_with('['))
+            .filter_map(|line| {
+                line.split_once(" = ")
+                    .map(|(name, _)| name.trim().to_owned())
+            })
+            .filter(|name| !name.is_empty() && !name.starts_with('#') && name != "default")
+            .collect();
+        for feature in features {
+            let wasm = build_guest(&package, Some(&feature), &target_dir);
+            let copy = wasm.with_file_name(format!(
+                "{}__{}.wasm",
+                package.replace('-', "_"),
+                feature.replace('-', "_")
+            ));
+            std::fs::copy(&wasm, &copy).expect("copying a feature variant");
+            built.push((package.clone(), feature, copy));
+        }
+    }
+    built
 }
 
 /// The guest packages (cdylib crates) under `adapters/`, found from their manifests.

@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 mod capabilities;
+mod check;
 mod cli;
 mod example;
 mod hostile;

@@ -314,4 +314,5 @@ impl Rotation for Example {
     }
 }
 
+#[cfg(feature = "export")]
 airlock_sdk::export!(Example);

@@ -352,4 +352,5 @@ impl Adapter for FakeCloud {
     }
 }
 
+#[cfg(feature = "export")]
 airlock_sdk::export!(FakeCloud);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use url::Url;
 
-use super::recording::{Event, RecordedExchange, Recording};
+use super::recording::{Body, Event, RecordedExchange, Recording};
 use crate::intercept::{
     Exchange, HttpInterceptor, InjectedFailure, InterceptedRequest, Interception, ProviderResponse,
 };
@@ -293,10 +293,24 @@ impl HttpInterceptor for StandIn {
             } => {
                 let recorded = match events.get(*next) {
                     Some(Event::Exchange(exchange))
-                        if exchange.method == request.method && exchange.url == request.url =>
+                        if exchange.method == request.method
+                            && exchange.url == request.url
+                            && exchange.request_body == Body::new(&request.body) =>
                     {
                         *next += 1;
                         exchange.clone()
+                    }
+                    Some(Event::Exchange(exchange))
+                        if exchange.method == request.method && exchange.url == request.url =>
+                    {
+                        let message = format!(
+                            "replay diverged at event {}: the adapter sent {} {} with another body than the recording's",
+                            *next + 1,
+                            request.method,
+                            request.url,
+                        );
+                        divergence.get_or_insert(message);
+                        return Interception::Fail(InjectedFailure::ConnectionReset);
                     }
                     other => {
                         let message = format!(

@@ -74,7 +74,7 @@ pub(crate) struct Body {
 }
 
 impl Body {
-    fn new(bytes: &[u8]) -> Body {
+    pub(crate) fn new(bytes: &[u8]) -> Body {
         if bytes.is_empty() {
             return Body::default();
         }

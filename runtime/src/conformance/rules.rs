@@ -84,7 +84,7 @@ const STATUS_AFTER_DESTROY: Rule = (
 );
 const ERRORS: Rule = (
     "errors.well-formed",
-    "every error has one of the six codes and a message; no trap, limit or broken output",
+    "every error has one of the six codes and a message that says what went wrong; no trap, limit or broken output",
 );
 const NO_SECRET: Rule = (
     "credentials.no-secret",
@@ -122,9 +122,10 @@ pub const RULES: [Rule; 21] = [
 
 /// The checker lowers the policy's per-request timeout to this, so a slow-response fault
 /// costs seconds, not the policy's full timeout.
-const CHECK_REQUEST_TIMEOUT_MS: u64 = 2000;
-/// Status calls after a terminal status, to see it stays.
+const CHECK_REQUEST_TIMEOUT_MS: u64 = 1000;
+/// Status calls after a terminal status, to see it stays, this far apart.
 const TERMINAL_REPEATS: usize = 3;
+const TERMINAL_REPEAT_INTERVAL: Duration = Duration::from_millis(250);
 /// How often status is polled while provisioning.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// A limit is "too close" past this share of it.
@@ -476,12 +477,13 @@ impl<'a> Checker<'a> {
             }
         }
         let capabilities = info.capabilities().join(", ");
-        let wasi: Vec<&str> = info
+        let mut wasi: Vec<&str> = info
             .imports
             .iter()
             .filter_map(|i| i.strip_prefix("wasi:"))
-            .map(|i| i.split('@').next().unwrap_or(i))
+            .map(|i| i.split('/').next().unwrap_or(i))
             .collect();
+        wasi.dedup();
         let evidence = format!(
             "exports {}; imports Airlock {}; WASI {}",
             exports.join(", "),
@@ -631,6 +633,7 @@ impl<'a> Checker<'a> {
         let mut repeats = Vec::new();
         if ended.is_some() {
             for _ in 0..TERMINAL_REPEATS {
+                tokio::time::sleep(TERMINAL_REPEAT_INTERVAL).await;
                 let invocation = self
                     .call(
                         Operation::Status {
@@ -661,8 +664,9 @@ impl<'a> Checker<'a> {
             ),
             Some(status) => {
                 let mut verdict = Ok(format!(
-                    "{} more status calls after {} all said {}",
+                    "{} more status calls over {} ms after {} all said {}",
                     TERMINAL_REPEATS,
+                    TERMINAL_REPEATS as u128 * TERMINAL_REPEAT_INTERVAL.as_millis(),
                     progress_label(details.last().expect("a terminal detail")),
                     status_name(status)
                 ));
@@ -974,10 +978,11 @@ impl<'a> Checker<'a> {
                 None => call.operation.to_owned(),
             };
             let problem = match error.origin {
-                ErrorOrigin::Adapter | ErrorOrigin::Host if error.message.trim().is_empty() => {
+                ErrorOrigin::Adapter | ErrorOrigin::Host if !says_something(error) => {
                     Some(format!(
-                        "{during} returned {} with an empty message",
-                        error.error_code.as_str()
+                        "{during} returned {} with the message {:?}, which says nothing about what went wrong",
+                        error.error_code.as_str(),
+                        error.message
                     ))
                 }
                 ErrorOrigin::Adapter | ErrorOrigin::Host => None,
@@ -1105,6 +1110,26 @@ impl<'a> Checker<'a> {
             );
         }
     }
+}
+
+/// Whether an error message tells its reader something: not empty, not just a code or a
+/// bare "error".
+fn says_something(error: &AdapterError) -> bool {
+    let message = error.message.trim().to_ascii_lowercase();
+    let empty_words = [
+        "error", "failed", "failure", "err", "fail", "unknown", "todo",
+    ];
+    let codes = [
+        "validation",
+        "retryable",
+        "permanent",
+        "auth",
+        "limit",
+        "internal",
+    ];
+    message.chars().filter(|c| c.is_alphanumeric()).count() >= 4
+        && !empty_words.contains(&message.as_str())
+        && !codes.contains(&message.as_str())
 }
 
 /// `GET {origin}/_admin/stats` → `resources`, as fakecloud answers it.
