@@ -298,7 +298,7 @@ impl HttpInterceptor for StandIn {
                             && exchange.request_body == Body::new(&request.body) =>
                     {
                         *next += 1;
-                        exchange.clone()
+                        (**exchange).clone()
                     }
                     Some(Event::Exchange(exchange))
                         if exchange.method == request.method && exchange.url == request.url =>
@@ -339,7 +339,9 @@ impl HttpInterceptor for StandIn {
             ..
         } = &mut self.lock().mode
         {
-            events.push(Event::Exchange(RecordedExchange::new(request, exchange)));
+            events.push(Event::Exchange(Box::new(RecordedExchange::new(
+                request, exchange,
+            ))));
         }
     }
 }

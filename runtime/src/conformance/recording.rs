@@ -41,7 +41,7 @@ pub(crate) struct Recording {
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub(crate) enum Event {
     /// A request that went to the provider and what came back.
-    Exchange(RecordedExchange),
+    Exchange(Box<RecordedExchange>),
     /// The provider's resource count when the checker asked (`null`: unknown).
     Resources { count: Option<u64> },
 }
@@ -222,18 +222,18 @@ mod tests {
     #[test]
     fn round_trips_text_and_binary_bodies_and_failures() {
         let events = vec![
-            Event::Exchange(RecordedExchange::new(
+            Event::Exchange(Box::new(RecordedExchange::new(
                 &request(b"{\"name\":\"x\"}"),
                 &Exchange::Answered(ProviderResponse {
                     status: 201,
                     headers: vec![("content-type".into(), "application/json".into())],
                     body: vec![0xff, 0x00, 0x10],
                 }),
-            )),
-            Event::Exchange(RecordedExchange::new(
+            ))),
+            Event::Exchange(Box::new(RecordedExchange::new(
                 &request(b""),
                 &Exchange::Failed("connection refused".into()),
-            )),
+            ))),
             Event::Resources { count: Some(3) },
             Event::Resources { count: None },
         ];

@@ -75,10 +75,9 @@ impl Adapter for Broken {
         let mut detail = Example::status(config, instance_id)?;
         if cfg!(feature = "status_progress")
             && matches!(detail.status, Status::Pending | Status::Running)
+            && let Some(progress) = detail.progress.as_mut()
         {
-            if let Some(progress) = detail.progress.as_mut() {
-                progress.current = progress.total - progress.current;
-            }
+            progress.current = progress.total - progress.current;
         }
         if cfg!(feature = "status_terminal") && detail.status == Status::Success {
             let timing: Option<Timing> = state::get_json(&format!("instance:{instance_id}"))?;
