@@ -265,7 +265,7 @@ async fn wrong_world() {
 /// The blast radius: hostile adapters run in a loop, concurrently, while 100 honest calls
 /// of the example and fakecloud adapters run beside them on the same runtime. Every honest
 /// call succeeds, and each one's latency stays within the documented bound of its solo
-/// latency (SECURITY.md): at most 50 times the solo median plus 500 ms.
+/// latency (SECURITY.md): at most 50 times the solo median plus 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_calls_do_not_disturb_honest_ones_running_beside_them() {
     use std::sync::Arc;
@@ -326,7 +326,7 @@ async fn hostile_calls_do_not_disturb_honest_ones_running_beside_them() {
     }
     solo.sort();
     let solo_median = solo[solo.len() / 2];
-    let bound = solo_median * 50 + Duration::from_millis(500);
+    let bound = solo_median * 50 + Duration::from_millis(1000);
 
     let policy = "[limits]\nfuel = 100000000\nmemory_mib = 16\ndeadline_ms = 2000\n";
     let attackers = [

@@ -222,9 +222,16 @@ pub(crate) async fn stdio_flood() {
         panic!("status returns a status")
     };
     assert_eq!(detail.status, airlock::Status::Success);
-    assert_eq!(invocation.stdout.len(), 65536);
-    assert_eq!(invocation.stderr.len(), 65536);
-    assert!(invocation.stdout.bytes().all(|b| b == b'o'));
+    // The first and the last 32 KiB of each, and a marker for the 20 MiB between.
+    let dropped = (20 << 20) - 65536;
+    let marker = format!("\n[airlock: {dropped} bytes dropped here (limits.stdio_bytes)]\n");
+    let (head, tail) = invocation
+        .stdout
+        .split_once(&marker)
+        .expect("a marker where output was dropped");
+    assert_eq!((head.len(), tail.len()), (32768, 32768));
+    assert!(head.bytes().chain(tail.bytes()).all(|b| b == b'o'));
+    assert_eq!(invocation.stderr.len(), 65536 + marker.len());
     assert_eq!(invocation.receipt.stdio_bytes, 2 * 65536);
     assert_eq!(
         invocation.receipt.stdio_dropped_bytes,

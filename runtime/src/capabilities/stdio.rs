@@ -1,6 +1,8 @@
 //! Guest stdout and stderr, captured in memory up to `limits.stdio_bytes` each. Past the
 //! bound, writes still succeed for the guest (so a chatty guest is not turned into a
-//! failing one) and the excess is counted and dropped.
+//! failing one): the first half of the bound keeps the start of the output, the second
+//! half its end (where a panic message lands), and what fell between is counted and
+//! marked in the text.
 
 use std::io;
 use std::pin::Pin;
@@ -12,7 +14,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 #[derive(Default)]
 struct Captured {
-    bytes: Vec<u8>,
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
     dropped: u64,
 }
 
@@ -31,15 +34,32 @@ impl BoundedPipe {
         }
     }
 
-    /// What was kept, as text (lossy).
+    fn head_capacity(&self) -> usize {
+        self.capacity / 2
+    }
+
+    /// What was kept, as text (lossy), with a marker where output was dropped.
     pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.lock().bytes).into_owned()
+        let captured = self.lock();
+        let mut text = String::from_utf8_lossy(&captured.head).into_owned();
+        if captured.dropped > 0 {
+            text.push_str(&format!(
+                "\n[airlock: {} bytes dropped here (limits.stdio_bytes)]\n",
+                captured.dropped
+            ));
+        }
+        let (a, b) = captured.tail.as_slices();
+        text.push_str(&String::from_utf8_lossy(&[a, b].concat()));
+        text
     }
 
     /// Bytes kept and bytes dropped.
     pub(crate) fn counts(&self) -> (u64, u64) {
         let captured = self.lock();
-        (captured.bytes.len() as u64, captured.dropped)
+        (
+            (captured.head.len() + captured.tail.len()) as u64,
+            captured.dropped,
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
@@ -53,11 +73,19 @@ impl AsyncWrite for BoundedPipe {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let head_capacity = self.head_capacity();
+        let tail_capacity = self.capacity - head_capacity;
         let mut captured = self.lock();
-        let room = self.capacity.saturating_sub(captured.bytes.len());
-        let kept = room.min(buf.len());
-        captured.bytes.extend_from_slice(&buf[..kept]);
-        captured.dropped += (buf.len() - kept) as u64;
+        let room = head_capacity.saturating_sub(captured.head.len());
+        let (to_head, rest) = buf.split_at(room.min(buf.len()));
+        captured.head.extend_from_slice(to_head);
+        // The tail keeps the last bytes written; older ones fall out and are counted.
+        let rest = &rest[rest.len().saturating_sub(tail_capacity)..];
+        let skipped = (buf.len() - to_head.len() - rest.len()) as u64;
+        let overflow = (captured.tail.len() + rest.len()).saturating_sub(tail_capacity);
+        captured.tail.drain(..overflow);
+        captured.tail.extend(rest);
+        captured.dropped += skipped + overflow as u64;
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -88,11 +116,25 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
-    async fn keeps_up_to_capacity_and_counts_the_rest() {
+    async fn keeps_the_start_and_the_end_and_counts_what_fell_between() {
         let pipe = BoundedPipe::new(4);
         let mut writer = pipe.clone();
-        writer.write_all(b"hello world").await.unwrap();
-        assert_eq!(pipe.text(), "hell");
+        writer.write_all(b"he").await.unwrap();
+        assert_eq!(pipe.text(), "he");
+        assert_eq!(pipe.counts(), (2, 0));
+        writer.write_all(b"llo wor").await.unwrap();
+        writer.write_all(b"ld").await.unwrap();
+        assert_eq!(
+            pipe.text(),
+            "he\n[airlock: 7 bytes dropped here (limits.stdio_bytes)]\nld"
+        );
         assert_eq!(pipe.counts(), (4, 7));
+        // One write larger than the whole bound.
+        let pipe = BoundedPipe::new(6);
+        let mut writer = pipe.clone();
+        writer.write_all(b"abcdefghijklmnop").await.unwrap();
+        assert_eq!(pipe.counts(), (6, 10));
+        assert!(pipe.text().starts_with("abc\n[airlock: 10 bytes dropped"));
+        assert!(pipe.text().ends_with("]\nnop"));
     }
 }

@@ -1334,3 +1334,141 @@ fn judge_fault(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Progress;
+
+    fn detail(status: Status, current: u64, total: u64) -> StatusDetail {
+        StatusDetail {
+            status,
+            error_code: None,
+            message: None,
+            progress: Some(Progress { current, total }),
+            raw: None,
+        }
+    }
+
+    fn error(code: ErrorCode, message: &str) -> AdapterError {
+        AdapterError {
+            error_code: code,
+            message: message.to_owned(),
+            raw: None,
+            origin: ErrorOrigin::Adapter,
+        }
+    }
+
+    #[test]
+    fn progress_must_move_forward_and_end() {
+        let wait = Duration::from_secs(5);
+        let took = Duration::from_millis(300);
+        let good = [
+            detail(Status::Pending, 0, 4),
+            detail(Status::Running, 2, 4),
+            detail(Status::Running, 2, 4),
+            detail(Status::Success, 4, 4),
+        ];
+        assert_eq!(
+            judge_progress(&good, took, wait).unwrap(),
+            "PENDING 0/4 → RUNNING 2/4 → SUCCESS 4/4 in 0.3 s over 4 calls"
+        );
+        let backwards = [detail(Status::Running, 3, 4), detail(Status::Running, 1, 4)];
+        assert_eq!(
+            judge_progress(&backwards, took, wait).unwrap_err(),
+            "progress went backwards: RUNNING 3/4 then RUNNING 1/4"
+        );
+        // Same current, larger total: the share went down.
+        let rescaled = [detail(Status::Running, 2, 4), detail(Status::Running, 2, 8)];
+        assert!(judge_progress(&rescaled, took, wait).is_err());
+        let regressed = [detail(Status::Running, 1, 4), detail(Status::Pending, 1, 4)];
+        assert_eq!(
+            judge_progress(&regressed, took, wait).unwrap_err(),
+            "status went back from RUNNING 1/4 to PENDING 1/4"
+        );
+        let unfinished = [detail(Status::Running, 1, 4)];
+        assert_eq!(
+            judge_progress(&unfinished, took, wait).unwrap_err(),
+            "no terminal status after 5 s: RUNNING 1/4"
+        );
+    }
+
+    #[test]
+    fn error_messages_must_say_something() {
+        for empty in ["VALIDATION", "error", "Failed", "x", " ", "unknown", "n/a"] {
+            assert!(
+                !says_something(&error(ErrorCode::Validation, empty)),
+                "{empty:?}"
+            );
+        }
+        for useful in [
+            "config.region: unsupported region \"mars\"",
+            "not found",
+            "quota",
+        ] {
+            assert!(
+                says_something(&error(ErrorCode::Validation, useful)),
+                "{useful:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_must_be_live() {
+        let now = 1_000_000;
+        let live = Credential::Ephemeral {
+            values: serde_json::Map::from_iter([("token".to_owned(), json!("t"))]),
+            expires_at: "later".into(),
+            expires_at_ms: now + 60_000,
+        };
+        assert_eq!(
+            judge_credential(&live, now).unwrap(),
+            "ephemeral [\"token\"], expires later (in 60 s)"
+        );
+        let expired = Credential::Ephemeral {
+            values: serde_json::Map::from_iter([("token".to_owned(), json!("t"))]),
+            expires_at: "earlier".into(),
+            expires_at_ms: now - 1,
+        };
+        assert_eq!(
+            judge_credential(&expired, now).unwrap_err(),
+            "credentials expired already (earlier)"
+        );
+    }
+
+    #[test]
+    fn a_repeat_must_return_the_same_instance_and_say_it_is_not_new() {
+        let result = |id: &str, created: bool, key: Option<&str>| ProvisionResult {
+            instance_id: id.into(),
+            connection: serde_json::Map::new(),
+            metadata: None,
+            created,
+            idempotency_key: key.map(str::to_owned),
+        };
+        let first = result("i-1", true, Some("k"));
+        assert!(judge_repeat("k", &first, &result("i-1", false, Some("k"))).is_ok());
+        assert!(
+            judge_repeat("k", &first, &result("i-2", false, Some("k")))
+                .unwrap_err()
+                .contains("would make a second resource")
+        );
+        assert!(
+            judge_repeat("k", &first, &result("i-1", true, Some("k")))
+                .unwrap_err()
+                .contains("said created=true")
+        );
+        assert!(
+            judge_repeat("k", &first, &result("i-1", false, None))
+                .unwrap_err()
+                .contains("echoed idempotencyKey None")
+        );
+    }
+
+    #[test]
+    fn the_adapter_s_own_code_is_judged_not_the_host_s_correction() {
+        let mut corrected = error(ErrorCode::Limit, "slow down");
+        corrected.raw = Some(json!({ "adapterErrorCode": "RETRYABLE", "providerStatus": 429 }));
+        assert_eq!(adapter_code(&corrected), ErrorCode::Retryable);
+        assert_eq!(adapter_code(&error(ErrorCode::Auth, "no")), ErrorCode::Auth);
+    }
+}
