@@ -354,9 +354,14 @@ async fn a_new_adapter_builds_both_ways_runs_against_fakecloud_and_passes_check(
         run_the_contract(wasm).await;
     }
 
-    // The conformance checker, as the generated README tells the author to run it.
+    // The conformance checker, as the generated README tells the author to run it (the
+    // build went to the shared target directory, so the component is put where the
+    // README's command expects it).
     let help = airlock(tmp.path(), &["check", "--help"]);
     if help.status.success() {
+        let expected = crate_dir.join("target/wasm32-wasip2/release");
+        std::fs::create_dir_all(&expected).unwrap();
+        std::fs::copy(&components[0], expected.join("generated_adapter.wasm")).unwrap();
         let output = airlock(
             &crate_dir,
             &[
