@@ -1,7 +1,7 @@
 //! `airlock new NAME [--dir DIR]`: a ready adapter crate. It depends on the SDK (vendored,
 //! with the WIT inside it, because the SDK is not on crates.io and this binary may run far
-//! from a checkout), implements the five operations against a placeholder provider (the fakecloud
-//! API), has a policy file and an example config, and builds with both
+//! from a checkout), implements the five operations against a placeholder provider (the
+//! fakecloud API), has a policy file and an example config, and builds with both
 //! `cargo build --target wasm32-wasip2` and `cargo component build`.
 //!
 //! Everything it writes is embedded in the binary at build time: the templates under
