@@ -2,10 +2,13 @@
 //! test-programs do, so that `cargo build` and `cargo test` need no manual step:
 //! - the example adapter is bundled into the `airlock` binary for `airlock demo`;
 //! - `$OUT_DIR/guests.rs` gives the integration tests a constant per component and a
-//!   `foreach_hostile!` macro, so a hostile adapter without a test fails to compile.
+//!   `foreach_hostile!` macro, so a hostile adapter without a test fails to compile;
+//! - `$OUT_DIR/vendored.rs` embeds the SDK's sources and the WIT for `airlock new`.
 
 #[path = "build/guests.rs"]
 mod guests;
+#[path = "build/vendor.rs"]
+mod vendor;
 
 use std::fmt::Write;
 
@@ -64,4 +67,5 @@ fn main() {
     }
     source.push_str("    };\n}\n");
     std::fs::write(out.join("guests.rs"), source).expect("writing guests.rs");
+    vendor::write_vendored(&guests::repo_root(), &out);
 }

@@ -14,3 +14,4 @@ mod hostile_runtime;
 mod hostile_sandbox;
 mod idempotency;
 mod loading;
+mod new;

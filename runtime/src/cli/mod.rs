@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod inspect;
 mod invoke;
+mod new;
 mod output;
 mod soak;
 
@@ -54,6 +55,8 @@ enum Command {
     Fakecloud(fakecloud::ServeArgs),
     /// Run mixed honest and hostile calls for a while; report calls, errors and RSS.
     Soak(soak::SoakArgs),
+    /// Create a ready adapter crate: the SDK, the five operations, a policy file.
+    New(new::NewArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -78,6 +81,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Check(args) => check::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Soak(args) => soak::run(&cli.data_dir, args).await,
+            Command::New(args) => new::run(args),
             Command::Fakecloud(args) => match fakecloud::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("fakecloud: {e}")),
