@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 /// Why an address is not public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Restricted {
+pub enum Restricted {
     /// 127.0.0.0/8, ::1.
     Loopback,
     /// 10/8, 172.16/12, 192.168/16.
@@ -38,7 +38,7 @@ pub(crate) enum Restricted {
 
 impl Restricted {
     /// How a message names it.
-    pub(crate) fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Restricted::Loopback => "a loopback address",
             Restricted::Private => "a private address",
@@ -56,7 +56,7 @@ impl Restricted {
 
 /// The address to judge: IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`)
 /// IPv6 addresses stand for their IPv4 address.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -98,7 +98,7 @@ fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
 }
 
 /// `None` for a public unicast address; otherwise why it is restricted.
-pub(crate) fn restriction(ip: IpAddr) -> Option<Restricted> {
+pub fn restriction(ip: IpAddr) -> Option<Restricted> {
     match canonical(ip) {
         IpAddr::V4(v4) => restriction_v4(v4),
         IpAddr::V6(v6) => restriction_v6(v6),
@@ -154,7 +154,7 @@ fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
 }
 
 /// Is `ip` allowed, given the ranges a policy entry grants explicitly?
-pub(crate) fn check(ip: IpAddr, granted: &[IpNet]) -> Result<(), Restricted> {
+pub fn check(ip: IpAddr, granted: &[IpNet]) -> Result<(), Restricted> {
     let ip = canonical(ip);
     match restriction(ip) {
         None => Ok(()),

@@ -9,17 +9,18 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use serde_json::Value;
 
 /// What replaces a secret.
-pub(crate) const REDACTED: &str = "[REDACTED]";
+pub const REDACTED: &str = "[REDACTED]";
 
 /// The strings to look for, longest first (so an encoding containing another is replaced
 /// whole).
 #[derive(Debug, Default)]
-pub(crate) struct LeakGuard {
+pub struct LeakGuard {
     needles: Vec<String>,
 }
 
 impl LeakGuard {
-    pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> LeakGuard {
+    /// A guard for these secret values.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> LeakGuard {
         let mut needles = Vec::new();
         for value in values {
             let bytes = value.as_bytes();
@@ -41,12 +42,12 @@ impl LeakGuard {
     }
 
     /// True if there is nothing to guard.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }
 
     /// Redact `text` in place; returns how many replacements were made.
-    pub(crate) fn redact(&self, text: &mut String) -> u32 {
+    pub fn redact(&self, text: &mut String) -> u32 {
         let mut count = 0;
         for needle in &self.needles {
             if text.contains(needle.as_str()) {
@@ -58,7 +59,7 @@ impl LeakGuard {
     }
 
     /// Redact every string and object key in a JSON value.
-    pub(crate) fn redact_json(&self, value: &mut Value) -> u32 {
+    pub fn redact_json(&self, value: &mut Value) -> u32 {
         match value {
             Value::String(s) => self.redact(s),
             Value::Array(items) => items.iter_mut().map(|v| self.redact_json(v)).sum(),
