@@ -3,6 +3,14 @@
 //! hex in either case, percent-encoding), is replaced by `[REDACTED]` in everything the
 //! guest returns or says: results, error messages, raw detail, logs, progress messages,
 //! stdout and stderr. The receipt counts the replacements.
+//!
+//! Replacing one encoding can make another appear: with two secrets, `abcdefgh[` and
+//! `zzzzzzzz`, the text `abcdefghzzzzzzzz` becomes `abcdefgh[REDACTED]`, which holds the
+//! first secret whole. So redaction repeats until no encoding is left anywhere but inside
+//! a `[REDACTED]` marker (which a secret such as `REDACTED` can only be part of), and a
+//! replacement that cuts into a marker takes the whole marker with it.
+
+use std::ops::Range;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -11,8 +19,7 @@ use serde_json::Value;
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// The strings to look for, longest first (so an encoding containing another is replaced
-/// whole).
+/// The strings to look for: every granted value in every covered encoding.
 #[derive(Debug, Default)]
 pub struct LeakGuard {
     needles: Vec<String>,
@@ -49,13 +56,69 @@ impl LeakGuard {
     /// Redact `text` in place; returns how many replacements were made.
     pub fn redact(&self, text: &mut String) -> u32 {
         let mut count = 0;
+        // Each round removes at least one byte outside markers or merges markers, so it
+        // ends; one round suffices unless a replacement formed a new occurrence.
+        loop {
+            let spans = self.spans(text);
+            if spans.is_empty() {
+                return count;
+            }
+            let mut redacted = String::with_capacity(text.len());
+            let mut done = 0;
+            for span in &spans {
+                redacted.push_str(&text[done..span.start]);
+                redacted.push_str(REDACTED);
+                done = span.end;
+            }
+            redacted.push_str(&text[done..]);
+            *text = redacted;
+            count += spans.len() as u32;
+        }
+    }
+
+    /// Where `text` holds a needle other than inside a marker: sorted, overlapping
+    /// occurrences merged, each widened to the whole of any marker it cuts into.
+    fn spans(&self, text: &str) -> Vec<Range<usize>> {
+        let markers: Vec<Range<usize>> = text
+            .match_indices(REDACTED)
+            .map(|(at, _)| at..at + REDACTED.len())
+            .collect();
+        let mut found: Vec<Range<usize>> = Vec::new();
         for needle in &self.needles {
-            if text.contains(needle.as_str()) {
-                count += text.matches(needle.as_str()).count() as u32;
-                *text = text.replace(needle.as_str(), REDACTED);
+            let mut from = 0;
+            while let Some(at) = text[from..].find(needle.as_str()) {
+                let start = from + at;
+                let span = start..start + needle.len();
+                if !markers
+                    .iter()
+                    .any(|m| m.start <= span.start && span.end <= m.end)
+                {
+                    found.push(span);
+                }
+                // Overlapping occurrences count: step one character, not one needle.
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        count
+        if found.is_empty() {
+            return found;
+        }
+        for span in &mut found {
+            for m in &markers {
+                if m.start < span.end && span.start < m.end {
+                    span.start = span.start.min(m.start);
+                    span.end = span.end.max(m.end);
+                }
+            }
+        }
+        found.sort_by_key(|s| (s.start, s.end));
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(found.len());
+        for span in found {
+            match merged.last_mut() {
+                Some(last) if span.start < last.end => last.end = last.end.max(span.end),
+                _ => merged.push(span),
+            }
+        }
+        merged
     }
 
     /// Redact every string and object key in a JSON value.
@@ -110,6 +173,36 @@ mod tests {
             value,
             json!({ "[REDACTED]": 1, "nested": ["x [REDACTED] y", { "k": "[REDACTED]" }], "n": 5 })
         );
+    }
+
+    #[test]
+    fn a_replacement_that_forms_another_secret_is_redacted_too() {
+        // Replacing the second secret put `[` after the first one's other bytes, and the
+        // first secret stood whole in the output (fuzz/corpus/redactor/reformed.txt).
+        let guard = LeakGuard::new(["abcdefgh[", "zzzzzzzz"]);
+        let mut text = "abcdefghzzzzzzzz".to_owned();
+        assert_eq!(guard.redact(&mut text), 2);
+        assert_eq!(text, "[REDACTED]");
+        assert!(!text.contains("abcdefgh["));
+
+        let guard = LeakGuard::new(["D]tail-of-it", "s3cr3t-value"]);
+        let mut text = "s3cr3t-valuetail-of-it".to_owned();
+        guard.redact(&mut text);
+        assert_eq!(text, "[REDACTED]");
+    }
+
+    #[test]
+    fn markers_stay_whole_and_overlaps_are_one_replacement() {
+        // A secret that is part of the marker is left inside markers, not chased forever.
+        let guard = LeakGuard::new(["REDACTED"]);
+        let mut text = "a REDACTED b [REDACTED] c".to_owned();
+        assert_eq!(guard.redact(&mut text), 1);
+        assert_eq!(text, "a [REDACTED] b [REDACTED] c");
+        // Overlapping occurrences are one replacement; adjacent ones stay two.
+        let guard = LeakGuard::new(["abababab", "s3cr3t-value"]);
+        let mut text = "ababababab|s3cr3t-values3cr3t-value".to_owned();
+        assert_eq!(guard.redact(&mut text), 3);
+        assert_eq!(text, "[REDACTED]|[REDACTED][REDACTED]");
     }
 
     #[test]
