@@ -8,7 +8,8 @@
 //! `zzzzzzzz`, the text `abcdefghzzzzzzzz` becomes `abcdefgh[REDACTED]`, which holds the
 //! first secret whole. So redaction repeats until no encoding is left anywhere but inside
 //! a `[REDACTED]` marker (which a secret such as `REDACTED` can only be part of), and a
-//! replacement that cuts into a marker takes the whole marker with it.
+//! replacement that cuts into a marker takes the whole marker with it. A text that still
+//! forms secrets after eight rounds is replaced whole.
 
 use std::ops::Range;
 
@@ -18,6 +19,9 @@ use serde_json::Value;
 
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
+
+/// Rounds of redaction before a text that keeps forming secrets is replaced whole.
+const MAX_ROUNDS: usize = 8;
 
 /// The strings to look for: every granted value in every covered encoding.
 #[derive(Debug, Default)]
@@ -56,9 +60,12 @@ impl LeakGuard {
     /// Redact `text` in place; returns how many replacements were made.
     pub fn redact(&self, text: &mut String) -> u32 {
         let mut count = 0;
-        // Each round removes at least one byte outside markers or merges markers, so it
-        // ends; one round suffices unless a replacement formed a new occurrence.
-        loop {
+        // One round suffices unless a replacement formed a new occurrence; each round
+        // removes bytes outside markers or merges markers, so it ends. But a guest that
+        // can read a secret shaped like `D]…` could chain replacements through a long
+        // text, one round each, and redaction runs on the host after the call's limits:
+        // past MAX_ROUNDS the whole text goes, which keeps the work linear in its length.
+        for _ in 0..MAX_ROUNDS {
             let spans = self.spans(text);
             if spans.is_empty() {
                 return count;
@@ -74,6 +81,11 @@ impl LeakGuard {
             *text = redacted;
             count += spans.len() as u32;
         }
+        if !self.spans(text).is_empty() {
+            *text = REDACTED.to_owned();
+            count += 1;
+        }
+        count
     }
 
     /// Where `text` holds a needle other than inside a marker: sorted, overlapping
@@ -189,6 +201,20 @@ mod tests {
         let mut text = "s3cr3t-valuetail-of-it".to_owned();
         guard.redact(&mut text);
         assert_eq!(text, "[REDACTED]");
+    }
+
+    #[test]
+    fn a_text_that_keeps_forming_secrets_is_replaced_whole() {
+        // Each replacement puts `D]` before the next `chain!`: one new occurrence a round.
+        let guard = LeakGuard::new(["D]chain!", "s3cr3t-value"]);
+        let mut text = format!("s3cr3t-value{}", "chain!".repeat(10_000));
+        let count = guard.redact(&mut text);
+        assert_eq!(text, "[REDACTED]");
+        assert_eq!(count, MAX_ROUNDS as u32 + 1);
+        // Three links settle within the rounds and keep the text around them.
+        let mut text = format!("before s3cr3t-value{} after", "chain!".repeat(3));
+        assert_eq!(guard.redact(&mut text), 4);
+        assert_eq!(text, "before [REDACTED] after");
     }
 
     #[test]
