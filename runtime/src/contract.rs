@@ -1,75 +1,16 @@
-//! The contract's shapes on the host side, in the seed's JSON form (camelCase), and the
-//! checks that turn what a guest returned into them. Guest output is untrusted: every JSON
-//! document is parsed, every id and number bounded. A failed check is a
-//! [`ContractViolation`], which the caller sees as `INTERNAL` "adapter broke the contract".
+//! The contract's shapes on the host side and the checks on guest output. Both live in
+//! [`airlock_core::contract`], on plain mirrors of the WIT records, so that they can be
+//! tested and fuzzed without wasmtime; this module only turns the bindings' types into
+//! those mirrors and calls the checks.
 
-use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub use airlock_core::contract::{
+    AdapterError, CostEstimate, Credential, ErrorCode, ErrorOrigin, LimitKind, Progress,
+    ProvisionResult, SecretManager, Status, StatusDetail,
+};
+use airlock_core::contract::{Checked, guest};
+pub(crate) use airlock_core::contract::{ContractBounds, ContractViolation};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-
-use crate::bindings::wit;
-
-/// The six error categories of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// The caller's configuration or parameters are wrong; never retried automatically.
-    Validation,
-    /// A transient provider or network problem; retry with backoff.
-    Retryable,
-    /// Not recoverable without a person.
-    Permanent,
-    /// Authentication or authorisation with the provider failed.
-    Auth,
-    /// A rate or service limit, or an Airlock limit (fuel, memory, deadline).
-    Limit,
-    /// A bug in the adapter, a trap, or a broken contract.
-    Internal,
-}
-
-impl ErrorCode {
-    /// All six, in the contract's order.
-    pub const ALL: [ErrorCode; 6] = [
-        ErrorCode::Validation,
-        ErrorCode::Retryable,
-        ErrorCode::Permanent,
-        ErrorCode::Auth,
-        ErrorCode::Limit,
-        ErrorCode::Internal,
-    ];
-
-    /// The code as the contract spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Validation => "VALIDATION",
-            ErrorCode::Retryable => "RETRYABLE",
-            ErrorCode::Permanent => "PERMANENT",
-            ErrorCode::Auth => "AUTH",
-            ErrorCode::Limit => "LIMIT",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-
-    /// The `airlock` CLI's exit status for this code.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            ErrorCode::Validation => 10,
-            ErrorCode::Retryable => 11,
-            ErrorCode::Permanent => 12,
-            ErrorCode::Auth => 13,
-            ErrorCode::Limit => 14,
-            ErrorCode::Internal => 15,
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::bindings::{costs, wit};
 
 impl From<wit::ErrorCode> for ErrorCode {
     fn from(code: wit::ErrorCode) -> Self {
@@ -84,362 +25,6 @@ impl From<wit::ErrorCode> for ErrorCode {
     }
 }
 
-/// Which of the runtime's limits stopped a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LimitKind {
-    /// The fuel (CPU) budget.
-    Fuel,
-    /// The linear-memory cap.
-    Memory,
-    /// The table-size cap.
-    Table,
-    /// The wall-clock deadline.
-    Deadline,
-}
-
-impl LimitKind {
-    /// The name used in messages and receipts.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitKind::Fuel => "fuel",
-            LimitKind::Memory => "memory",
-            LimitKind::Table => "table",
-            LimitKind::Deadline => "deadline",
-        }
-    }
-}
-
-/// Where an error came from: the adapter itself, or the runtime stopping or judging it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "limit")]
-pub enum ErrorOrigin {
-    /// The adapter returned this error.
-    #[default]
-    Adapter,
-    /// A runtime limit stopped the call.
-    Limit(LimitKind),
-    /// The guest trapped (panic, `unreachable`, stack overflow, …).
-    Trap,
-    /// The guest's output broke the contract.
-    Contract,
-    /// The runtime refused the call before running the guest (bad input, missing export).
-    Host,
-}
-
-/// The error of a contract operation, in the seed's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AdapterError {
-    /// One of the six codes.
-    pub error_code: ErrorCode,
-    /// What went wrong.
-    pub message: String,
-    /// Optional detail (a JSON object).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<Value>,
-    /// Who produced it.
-    #[serde(skip)]
-    pub origin: ErrorOrigin,
-}
-
-impl AdapterError {
-    /// An error the runtime itself raises.
-    pub(crate) fn host(code: ErrorCode, message: impl Into<String>) -> Self {
-        AdapterError {
-            error_code: code,
-            message: message.into(),
-            raw: None,
-            origin: ErrorOrigin::Host,
-        }
-    }
-
-    pub(crate) fn limit(kind: LimitKind, message: impl Into<String>) -> Self {
-        AdapterError {
-            error_code: ErrorCode::Limit,
-            message: message.into(),
-            raw: None,
-            origin: ErrorOrigin::Limit(kind),
-        }
-    }
-
-    pub(crate) fn trap(message: impl Into<String>) -> Self {
-        AdapterError {
-            error_code: ErrorCode::Internal,
-            message: message.into(),
-            raw: None,
-            origin: ErrorOrigin::Trap,
-        }
-    }
-
-    pub(crate) fn contract(violation: ContractViolation) -> Self {
-        AdapterError {
-            error_code: ErrorCode::Internal,
-            message: format!("adapter broke the contract: {violation}"),
-            raw: None,
-            origin: ErrorOrigin::Contract,
-        }
-    }
-
-    /// `PERMANENT` "not supported by this adapter", for an optional operation it lacks.
-    pub(crate) fn unsupported(operation: &str, interface: &str) -> Self {
-        AdapterError::host(
-            ErrorCode::Permanent,
-            format!(
-                "{operation} is not supported by this adapter (it does not export `{interface}`)"
-            ),
-        )
-    }
-}
-
-impl fmt::Display for AdapterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.error_code, self.message)
-    }
-}
-
-impl std::error::Error for AdapterError {}
-
-/// What `create` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProvisionResult {
-    /// The provider's id of the resource.
-    pub instance_id: String,
-    /// How to reach it.
-    pub connection: Map<String, Value>,
-    /// Extra detail.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    /// False when an existing resource was returned for a repeated key.
-    pub created: bool,
-    /// The idempotency key, echoed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-}
-
-/// Where a resource is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    /// Accepted, not started.
-    Pending,
-    /// In progress.
-    Running,
-    /// Ready.
-    Success,
-    /// Failed.
-    Failed,
-    /// Cancelled or torn down.
-    Cancelled,
-}
-
-impl Status {
-    /// True for the states a resource does not leave on its own.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Success | Status::Failed | Status::Cancelled)
-    }
-}
-
-/// Progress of a long operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// Steps done.
-    pub current: u64,
-    /// Steps in all.
-    pub total: u64,
-}
-
-/// What `status` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusDetail {
-    /// The status.
-    pub status: Status,
-    /// With a failure: its category.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<ErrorCode>,
-    /// A message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Progress.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<Progress>,
-    /// Provider detail.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<Map<String, Value>>,
-}
-
-/// A secret manager a credential reference points into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SecretManager {
-    /// HashiCorp Vault.
-    Vault,
-    /// AWS Secrets Manager.
-    AwsSecretsManager,
-    /// Google Secret Manager.
-    GcpSecretManager,
-    /// Azure Key Vault.
-    AzureKeyVault,
-}
-
-/// What `credentials` and `rotate-credentials` return.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-pub enum Credential {
-    /// Short-lived credential fields.
-    #[serde(rename_all = "camelCase")]
-    Ephemeral {
-        /// The fields (user name, token, …).
-        values: Map<String, Value>,
-        /// Expiry, RFC 3339 (UTC).
-        expires_at: String,
-        /// Expiry, milliseconds since the Unix epoch.
-        expires_at_ms: u64,
-    },
-    /// A pointer into a secret manager.
-    #[serde(rename_all = "camelCase")]
-    Reference {
-        /// Which manager.
-        manager: SecretManager,
-        /// Where in it (path, ARN, resource name, URL).
-        locator: String,
-        /// Which version.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        version: Option<String>,
-    },
-}
-
-/// What `estimate-costs` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CostEstimate {
-    /// ISO 4217 currency code.
-    pub currency: String,
-    /// Per hour, a decimal string.
-    pub hourly: String,
-    /// Per month, a decimal string.
-    pub monthly: String,
-    /// Per-component detail.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub breakdown: Option<Map<String, Value>>,
-}
-
-/// A rule of the contract that guest output broke.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ContractViolation(pub(crate) String);
-
-impl fmt::Display for ContractViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Bounds the checks apply, from the adapter's policy.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ContractBounds {
-    pub(crate) max_instance_id_bytes: usize,
-    pub(crate) max_credential_ttl: Duration,
-    pub(crate) max_message_bytes: usize,
-}
-
-type Checked<T> = Result<T, ContractViolation>;
-
-fn violation<T>(message: impl Into<String>) -> Checked<T> {
-    Err(ContractViolation(message.into()))
-}
-
-/// Parse a guest JSON document that must be an object.
-fn object(field: &str, text: &str) -> Checked<Map<String, Value>> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => violation(format!(
-            "`{field}` must be a JSON object, got {}",
-            match other {
-                Value::Null => "null",
-                Value::Bool(_) => "a boolean",
-                Value::Number(_) => "a number",
-                Value::String(_) => "a string",
-                Value::Array(_) => "an array",
-                Value::Object(_) => unreachable!(),
-            }
-        )),
-        Err(e) => violation(format!("`{field}` is not valid JSON ({e})")),
-    }
-}
-
-fn optional_object(field: &str, text: Option<String>) -> Checked<Option<Map<String, Value>>> {
-    text.map(|t| object(field, &t)).transpose()
-}
-
-fn instance_id(id: String, bounds: &ContractBounds) -> Checked<String> {
-    if id.is_empty() {
-        return violation("`instanceId` is empty");
-    }
-    if id.len() > bounds.max_instance_id_bytes {
-        return violation(format!(
-            "`instanceId` is {} bytes; the limit is {}",
-            id.len(),
-            bounds.max_instance_id_bytes
-        ));
-    }
-    if id.chars().any(char::is_control) {
-        return violation("`instanceId` contains control characters");
-    }
-    Ok(id)
-}
-
-fn message(field: &str, text: String, bounds: &ContractBounds) -> Checked<String> {
-    if text.len() > bounds.max_message_bytes {
-        return violation(format!(
-            "`{field}` is {} bytes; the limit is {}",
-            text.len(),
-            bounds.max_message_bytes
-        ));
-    }
-    Ok(text)
-}
-
-pub(crate) fn adapter_error(
-    error: wit::AdapterError,
-    bounds: &ContractBounds,
-) -> Checked<AdapterError> {
-    if error.message.trim().is_empty() {
-        return violation(format!(
-            "returned an error ({}) with an empty message",
-            ErrorCode::from(error.code)
-        ));
-    }
-    Ok(AdapterError {
-        error_code: error.code.into(),
-        message: message("message", error.message, bounds)?,
-        raw: optional_object("raw", error.raw)?.map(Value::Object),
-        origin: ErrorOrigin::Adapter,
-    })
-}
-
-pub(crate) fn provision_result(
-    result: wit::ProvisionResult,
-    requested_key: Option<&str>,
-    bounds: &ContractBounds,
-) -> Checked<ProvisionResult> {
-    let instance_id = instance_id(result.instance_id, bounds)?;
-    if result.idempotency_key.as_deref() != requested_key {
-        return violation(format!(
-            "`idempotencyKey` must echo the key given ({requested_key:?}), got {:?}",
-            result.idempotency_key
-        ));
-    }
-    Ok(ProvisionResult {
-        instance_id,
-        connection: object("connection", &result.connection)?,
-        metadata: optional_object("metadata", result.metadata)?,
-        created: result.created,
-        idempotency_key: result.idempotency_key,
-    })
-}
-
 fn status(status: wit::Status) -> Status {
     match status {
         wit::Status::Pending => Status::Pending,
@@ -450,136 +35,124 @@ fn status(status: wit::Status) -> Status {
     }
 }
 
+fn manager(manager: wit::SecretManager) -> SecretManager {
+    match manager {
+        wit::SecretManager::Vault => SecretManager::Vault,
+        wit::SecretManager::AwsSecretsManager => SecretManager::AwsSecretsManager,
+        wit::SecretManager::GcpSecretManager => SecretManager::GcpSecretManager,
+        wit::SecretManager::AzureKeyVault => SecretManager::AzureKeyVault,
+    }
+}
+
+pub(crate) fn adapter_error(
+    error: wit::AdapterError,
+    bounds: &ContractBounds,
+) -> Checked<AdapterError> {
+    let wit::AdapterError { code, message, raw } = error;
+    airlock_core::contract::adapter_error(
+        guest::AdapterError {
+            code: code.into(),
+            message,
+            raw,
+        },
+        bounds,
+    )
+}
+
+pub(crate) fn provision_result(
+    result: wit::ProvisionResult,
+    requested_key: Option<&str>,
+    bounds: &ContractBounds,
+) -> Checked<ProvisionResult> {
+    let wit::ProvisionResult {
+        instance_id,
+        connection,
+        metadata,
+        created,
+        idempotency_key,
+    } = result;
+    airlock_core::contract::provision_result(
+        guest::ProvisionResult {
+            instance_id,
+            connection,
+            metadata,
+            created,
+            idempotency_key,
+        },
+        requested_key,
+        bounds,
+    )
+}
+
 pub(crate) fn status_detail(
     detail: wit::StatusDetail,
     bounds: &ContractBounds,
 ) -> Checked<StatusDetail> {
-    let status = status(detail.status);
-    if let Some(p) = detail.progress
-        && p.current > p.total
-    {
-        return violation(format!(
-            "progress current ({}) is greater than total ({})",
-            p.current, p.total
-        ));
-    }
-    if detail.error_code.is_some() && !matches!(status, Status::Failed | Status::Cancelled) {
-        return violation(format!(
-            "status {} carries an error code; only FAILED or CANCELLED may",
-            serde_json::to_value(status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        ));
-    }
-    Ok(StatusDetail {
-        status,
-        error_code: detail.error_code.map(ErrorCode::from),
-        message: detail
-            .message
-            .map(|m| message("message", m, bounds))
-            .transpose()?,
-        progress: detail.progress.map(|p| Progress {
-            current: p.current,
-            total: p.total,
-        }),
-        raw: optional_object("raw", detail.raw)?,
-    })
+    let wit::StatusDetail {
+        status: state,
+        error_code,
+        message,
+        progress,
+        raw,
+    } = detail;
+    airlock_core::contract::status_detail(
+        guest::StatusDetail {
+            status: status(state),
+            error_code: error_code.map(ErrorCode::from),
+            message,
+            progress: progress.map(|p| Progress {
+                current: p.current,
+                total: p.total,
+            }),
+            raw,
+        },
+        bounds,
+    )
 }
 
 pub(crate) fn credential(
     credential: wit::Credential,
     bounds: &ContractBounds,
 ) -> Checked<Credential> {
-    match credential {
-        wit::Credential::Ephemeral(c) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let expires = Duration::from_millis(c.expires_at_ms);
-            if expires <= now {
-                return violation(format!(
-                    "ephemeral credential already expired (expiresAt {})",
-                    rfc3339(c.expires_at_ms)
-                ));
-            }
-            if expires - now > bounds.max_credential_ttl {
-                return violation(format!(
-                    "ephemeral credential lives {}s; the policy allows at most {}s (max_credential_ttl_secs)",
-                    (expires - now).as_secs(),
-                    bounds.max_credential_ttl.as_secs()
-                ));
-            }
-            Ok(Credential::Ephemeral {
-                values: object("values", &c.values)?,
-                expires_at: rfc3339(c.expires_at_ms),
-                expires_at_ms: c.expires_at_ms,
-            })
-        }
-        wit::Credential::Reference(r) => {
-            if r.locator.trim().is_empty() {
-                return violation("secret reference has an empty locator");
-            }
-            Ok(Credential::Reference {
-                manager: match r.manager {
-                    wit::SecretManager::Vault => SecretManager::Vault,
-                    wit::SecretManager::AwsSecretsManager => SecretManager::AwsSecretsManager,
-                    wit::SecretManager::GcpSecretManager => SecretManager::GcpSecretManager,
-                    wit::SecretManager::AzureKeyVault => SecretManager::AzureKeyVault,
-                },
-                locator: message("locator", r.locator, bounds)?,
-                version: r.version,
-            })
-        }
-    }
+    let plain = match credential {
+        wit::Credential::Ephemeral(c) => guest::Credential::Ephemeral {
+            values: c.values,
+            expires_at_ms: c.expires_at_ms,
+        },
+        wit::Credential::Reference(r) => guest::Credential::Reference {
+            manager: manager(r.manager),
+            locator: r.locator,
+            version: r.version,
+        },
+    };
+    airlock_core::contract::credential(plain, bounds)
 }
 
 pub(crate) fn cost_estimate(
-    estimate: crate::bindings::costs::CostEstimate,
+    estimate: costs::CostEstimate,
     bounds: &ContractBounds,
 ) -> Checked<CostEstimate> {
-    let currency_ok =
-        estimate.currency.len() == 3 && estimate.currency.chars().all(|c| c.is_ascii_uppercase());
-    if !currency_ok {
-        return violation(format!(
-            "currency {:?} is not an ISO 4217 code",
-            estimate.currency
-        ));
-    }
-    for (field, amount) in [("hourly", &estimate.hourly), ("monthly", &estimate.monthly)] {
-        if !is_decimal(amount) {
-            return violation(format!(
-                "`{field}` {amount:?} is not a non-negative decimal"
-            ));
-        }
-    }
-    Ok(CostEstimate {
-        currency: estimate.currency,
-        hourly: message("hourly", estimate.hourly, bounds)?,
-        monthly: message("monthly", estimate.monthly, bounds)?,
-        breakdown: optional_object("breakdown", estimate.breakdown)?,
-    })
-}
-
-fn is_decimal(text: &str) -> bool {
-    let mut parts = text.splitn(2, '.');
-    let whole = parts.next().unwrap_or("");
-    let fraction = parts.next();
-    !whole.is_empty()
-        && whole.len() <= 18
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && fraction
-            .is_none_or(|f| !f.is_empty() && f.len() <= 12 && f.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC.
-pub(crate) fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    let costs::CostEstimate {
+        currency,
+        hourly,
+        monthly,
+        breakdown,
+    } = estimate;
+    airlock_core::contract::cost_estimate(
+        guest::CostEstimate {
+            currency,
+            hourly,
+            monthly,
+            breakdown,
+        },
+        bounds,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     fn bounds() -> ContractBounds {
         ContractBounds {
@@ -589,95 +162,96 @@ mod tests {
         }
     }
 
-    fn result(id: &str, connection: &str) -> wit::ProvisionResult {
-        wit::ProvisionResult {
-            instance_id: id.into(),
-            connection: connection.into(),
-            metadata: None,
-            created: true,
+    #[test]
+    fn wit_records_reach_the_checks_field_for_field() {
+        let result = wit::ProvisionResult {
+            instance_id: "i-1".into(),
+            connection: r#"{"host":"h"}"#.into(),
+            metadata: Some(r#"{"tier":"small"}"#.into()),
+            created: false,
             idempotency_key: Some("k".into()),
-        }
-    }
-
-    #[test]
-    fn provision_result_checks_ids_json_and_key_echo() {
-        let ok = provision_result(result("i-1", r#"{"host":"h"}"#), Some("k"), &bounds()).unwrap();
-        assert_eq!(ok.connection["host"], "h");
-        let err = |r, key| provision_result(r, key, &bounds()).unwrap_err().0;
-        assert_eq!(err(result("", "{}"), Some("k")), "`instanceId` is empty");
+        };
+        let checked = provision_result(result, Some("k"), &bounds()).unwrap();
         assert_eq!(
-            err(result(&"x".repeat(257), "{}"), Some("k")),
-            "`instanceId` is 257 bytes; the limit is 256"
+            (
+                checked.instance_id.as_str(),
+                checked.connection["host"].as_str(),
+                checked.metadata.as_ref().map(|m| m["tier"].clone()),
+                checked.created,
+                checked.idempotency_key.as_deref(),
+            ),
+            ("i-1", Some("h"), Some("small".into()), false, Some("k"))
         );
-        assert!(err(result("i", "{oops"), Some("k")).starts_with("`connection` is not valid JSON"));
-        assert_eq!(
-            err(result("i", "[1]"), Some("k")),
-            "`connection` must be a JSON object, got an array"
-        );
-        assert!(err(result("i", "{}"), Some("other")).starts_with("`idempotencyKey` must echo"));
-    }
 
-    #[test]
-    fn status_detail_checks_progress_and_error_code() {
-        let detail = |status, current, total, code| wit::StatusDetail {
-            status,
-            error_code: code,
-            message: None,
-            progress: Some(wit::Progress { current, total }),
+        let detail = wit::StatusDetail {
+            status: wit::Status::Failed,
+            error_code: Some(wit::ErrorCode::Auth),
+            message: Some("denied".into()),
+            progress: Some(wit::Progress {
+                current: 2,
+                total: 4,
+            }),
             raw: None,
         };
-        assert!(status_detail(detail(wit::Status::Running, 3, 3, None), &bounds()).is_ok());
+        let checked = status_detail(detail, &bounds()).unwrap();
         assert_eq!(
-            status_detail(detail(wit::Status::Running, 7, 3, None), &bounds())
-                .unwrap_err()
-                .0,
-            "progress current (7) is greater than total (3)"
-        );
-        assert_eq!(
-            status_detail(
-                detail(wit::Status::Success, 1, 1, Some(wit::ErrorCode::Auth)),
-                &bounds()
+            (checked.status, checked.error_code, checked.progress),
+            (
+                Status::Failed,
+                Some(ErrorCode::Auth),
+                Some(Progress {
+                    current: 2,
+                    total: 4
+                })
             )
-            .unwrap_err()
-            .0,
-            "status SUCCESS carries an error code; only FAILED or CANCELLED may"
         );
-    }
 
-    #[test]
-    fn credentials_must_expire_in_the_future_within_the_ttl() {
-        let now = SystemTime::now()
+        let error = wit::AdapterError {
+            code: wit::ErrorCode::Limit,
+            message: " ".into(),
+            raw: None,
+        };
+        assert_eq!(
+            adapter_error(error, &bounds()).unwrap_err().0,
+            "returned an error (LIMIT) with an empty message"
+        );
+
+        let reference = wit::Credential::Reference(wit::SecretReference {
+            manager: wit::SecretManager::AzureKeyVault,
+            locator: "https://v.vault.azure.net/secrets/db".into(),
+            version: Some("3".into()),
+        });
+        assert_eq!(
+            credential(reference, &bounds()).unwrap(),
+            Credential::Reference {
+                manager: SecretManager::AzureKeyVault,
+                locator: "https://v.vault.azure.net/secrets/db".into(),
+                version: Some("3".into()),
+            }
+        );
+        let soon = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
-            .as_millis() as u64;
-        let eph = |at| {
-            wit::Credential::Ephemeral(wit::EphemeralCredential {
-                values: "{}".into(),
-                expires_at_ms: at,
-            })
-        };
-        assert!(credential(eph(now + 60_000), &bounds()).is_ok());
-        assert!(
-            credential(eph(1000), &bounds())
-                .unwrap_err()
-                .0
-                .starts_with("ephemeral credential already expired")
-        );
-        assert!(
-            credential(eph(now + 7_200_000), &bounds())
-                .unwrap_err()
-                .0
-                .contains("at most 3600s")
-        );
-    }
+            .as_millis() as u64
+            + 60_000;
+        let ephemeral = wit::Credential::Ephemeral(wit::EphemeralCredential {
+            values: r#"{"user":"u"}"#.into(),
+            expires_at_ms: soon,
+        });
+        assert!(matches!(
+            credential(ephemeral, &bounds()).unwrap(),
+            Credential::Ephemeral { expires_at_ms, .. } if expires_at_ms == soon
+        ));
 
-    #[test]
-    fn decimals() {
-        for good in ["0", "12", "12.50", "0.0001"] {
-            assert!(is_decimal(good), "{good}");
-        }
-        for bad in ["", "-1", "1.", ".5", "1e3", "NaN", "1,5"] {
-            assert!(!is_decimal(bad), "{bad}");
-        }
+        let estimate = costs::CostEstimate {
+            currency: "EUR".into(),
+            hourly: "0.12".into(),
+            monthly: "87.60".into(),
+            breakdown: Some("[]".into()),
+        };
+        assert_eq!(
+            cost_estimate(estimate, &bounds()).unwrap_err().0,
+            "`breakdown` must be a JSON object, got an array"
+        );
     }
 }

@@ -59,3 +59,10 @@ pub enum Error {
         message: String,
     },
 }
+
+impl From<airlock_core::PolicyError> for Error {
+    fn from(error: airlock_core::PolicyError) -> Self {
+        let airlock_core::PolicyError { origin, message } = error;
+        Error::Policy { origin, message }
+    }
+}

@@ -38,9 +38,12 @@ mod error;
 mod idempotency;
 mod invoke;
 mod operation;
-mod policy;
 mod retry;
 mod runtime;
+
+// The policy file and the checks on untrusted input live in `airlock-core` (no wasmtime),
+// so that they can be fuzzed on their own; the paths inside this crate stay the same.
+use airlock_core::policy;
 
 pub use adapter::{Adapter, AdapterInfo, CallOptions, OptionalInterfaces};
 pub use cache::CacheOutcome;
@@ -55,6 +58,6 @@ pub use contract::{
 };
 pub use error::Error;
 pub use operation::{Invocation, OPERATION_NAMES, Operation, Output, Receipt};
-pub use policy::{AllowConfig, HttpConfig, Limits, Policy, SecretConfig};
+pub use policy::{AllowConfig, HttpConfig, Limits, Policy, PolicyError, SecretConfig};
 pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeConfig};

@@ -17,10 +17,8 @@
 //! - The last provider failure of the call is kept so the runtime can reclassify a guest's
 //!   error (429 → `LIMIT`, 401/403 → `AUTH`, 5xx and connection failures → `RETRYABLE`).
 
-pub(crate) mod address;
+pub(crate) use airlock_core::http::{address, pattern, policy};
 pub mod intercept;
-pub(crate) mod pattern;
-pub(crate) mod policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

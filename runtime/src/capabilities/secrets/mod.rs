@@ -5,7 +5,7 @@
 //! an outgoing header only for a bound destination (see [`crate::capabilities::http`]).
 //! Every granted value feeds the [`guard::LeakGuard`].
 
-pub(crate) mod guard;
+pub(crate) use airlock_core::guard;
 pub(crate) mod source;
 
 use std::collections::BTreeMap;

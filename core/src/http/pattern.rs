@@ -11,7 +11,7 @@ use url::{Host, Url};
 
 /// A parsed policy URL pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UrlPattern {
+pub struct UrlPattern {
     text: String,
     scheme: String,
     host: HostPattern,
@@ -28,11 +28,15 @@ enum HostPattern {
 }
 
 /// Which part of a request URL a pattern rejected, for denial messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Mismatch {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The scheme differs.
     Scheme,
+    /// The host is neither the pattern's host nor, for a wildcard, a subdomain of it.
     Host,
+    /// The port (explicit or the scheme's default) differs.
     Port,
+    /// The path is not under the pattern's path prefix.
     Path,
 }
 
@@ -44,7 +48,7 @@ impl fmt::Display for UrlPattern {
 
 impl UrlPattern {
     /// Parse a pattern; the error says what is wrong with it.
-    pub(crate) fn parse(text: &str) -> Result<UrlPattern, String> {
+    pub fn parse(text: &str) -> Result<UrlPattern, String> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| {
             format!("{text:?} is not a URL pattern (expected scheme://host[:port][/path])")
         })?;
@@ -99,7 +103,7 @@ impl UrlPattern {
     }
 
     /// The first part of `url` this pattern rejects, or `None` if it matches.
-    pub(crate) fn mismatch(&self, url: &Url) -> Option<Mismatch> {
+    pub fn mismatch(&self, url: &Url) -> Option<Mismatch> {
         if url.scheme() != self.scheme {
             return Some(Mismatch::Scheme);
         }
@@ -123,15 +127,17 @@ impl UrlPattern {
     }
 
     /// Whether `url` matches.
-    pub(crate) fn matches(&self, url: &Url) -> bool {
+    pub fn matches(&self, url: &Url) -> bool {
         self.mismatch(url).is_none()
     }
 
-    pub(crate) fn port(&self) -> u16 {
+    /// The port a request must use.
+    pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub(crate) fn path_prefix(&self) -> &str {
+    /// The path a request's path must be at or under (segment-wise).
+    pub fn path_prefix(&self) -> &str {
         &self.path_prefix
     }
 }
@@ -144,7 +150,7 @@ fn path_within(path: &str, prefix: &str) -> bool {
 }
 
 /// A pattern that would allow `url`: its scheme, host and (non-default) port, any path.
-pub(crate) fn granting_pattern(url: &Url) -> String {
+pub fn granting_pattern(url: &Url) -> String {
     let host = url.host().map(|h| h.to_string()).unwrap_or_default();
     match url.port() {
         Some(port) => format!("{}://{host}:{port}/", url.scheme()),

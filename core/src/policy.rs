@@ -32,18 +32,30 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::contract::ContractBounds;
-use crate::error::Error;
 
-/// An adapter's policy.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A policy that cannot be read, parsed or accepted. `airlock::Error::Policy` carries the
+/// same two fields and prints the same text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy {origin}: {message}")]
+pub struct PolicyError {
+    /// The file (or other origin) of the policy.
+    pub origin: String,
+    /// What is wrong, with the line where there is one.
+    pub message: String,
+}
+
+/// An adapter's policy. It serialises back to TOML (`toml::to_string`) that parses to the
+/// same policy; where it was read from is not part of it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The adapter's name: its state namespace and its name in logs and receipts. Defaults
     /// to the component file's stem.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Resource limits per call.
     #[serde(default)]
@@ -63,7 +75,7 @@ pub struct Policy {
 }
 
 /// The `[http]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `[[http.allow]]` entries; a request must match one.
@@ -91,13 +103,14 @@ impl Default for HttpConfig {
 }
 
 /// One `[[http.allow]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowConfig {
     /// `scheme://host[:port][/path-prefix]`; the host may start with `*.` to allow every
     /// subdomain (not the domain itself). The port defaults to the scheme's.
     pub url: String,
     /// Allowed methods (`GET`, `POST`, …); all if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
     /// Non-public address ranges (CIDR) this destination may resolve to, such as
     /// `127.0.0.1/32` for a provider on the same machine. Public addresses need no grant.
@@ -106,7 +119,7 @@ pub struct AllowConfig {
 }
 
 /// One `[secrets.NAME]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretConfig {
     /// Where the value comes from: `env:VARIABLE` or `file:/path`.
@@ -121,7 +134,7 @@ pub struct SecretConfig {
 }
 
 /// Resource limits, per call unless noted.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel per call (about one unit per wasm instruction).
@@ -198,7 +211,8 @@ impl Limits {
         Duration::from_millis(self.deadline_ms)
     }
 
-    pub(crate) fn contract_bounds(&self) -> ContractBounds {
+    /// The bounds the contract checks apply to this adapter's output.
+    pub fn contract_bounds(&self) -> ContractBounds {
         ContractBounds {
             max_instance_id_bytes: self.max_instance_id_bytes as usize,
             max_credential_ttl: Duration::from_secs(self.max_credential_ttl_secs),
@@ -206,8 +220,9 @@ impl Limits {
         }
     }
 
-    /// Check every limit against its allowed range and the runtime's ceilings.
-    pub(crate) fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
+    /// Check every limit against its allowed range and the runtime's ceilings;
+    /// `max_memory_bytes` is the runtime's memory ceiling per instance.
+    pub fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
         let checks: [(&str, u64, u64, u64); 14] = [
             (
                 "limits.max_concurrent_calls",
@@ -280,8 +295,8 @@ impl Limits {
 
 impl Policy {
     /// Parse a policy from TOML text. `origin` names the file in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Policy, Error> {
-        let mut policy: Policy = toml::from_str(text).map_err(|e| Error::Policy {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let mut policy: Policy = toml::from_str(text).map_err(|e| PolicyError {
             origin: origin.to_owned(),
             message: describe_toml_error(text, &e),
         })?;
@@ -291,9 +306,9 @@ impl Policy {
     }
 
     /// Read and parse a policy file.
-    pub fn from_file(path: &Path) -> Result<Policy, Error> {
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
             origin: origin.clone(),
             message: format!("cannot read: {e}"),
         })?;
@@ -301,7 +316,7 @@ impl Policy {
     }
 
     /// Where a spanned item starts: `line N`, or `fallback` for a policy built in code.
-    pub(crate) fn locate(&self, span: std::ops::Range<usize>, fallback: &str) -> String {
+    pub fn locate(&self, span: std::ops::Range<usize>, fallback: &str) -> String {
         match &self.source {
             Some(text) => format!(
                 "line {}",
@@ -311,16 +326,17 @@ impl Policy {
         }
     }
 
-    /// The name used in errors for this policy.
-    pub(crate) fn origin_or<'a>(&'a self, component: &'a str) -> &'a str {
+    /// The name used in errors for this policy: its origin, else `component`.
+    pub fn origin_or<'a>(&'a self, component: &'a str) -> &'a str {
         self.origin.as_deref().unwrap_or(component)
     }
 
     /// Check the policy for an adapter load; errors name the policy file, or else the
-    /// component (`origin`) the policy came with.
-    pub(crate) fn validate(&self, origin: &str, max_memory_bytes: u64) -> Result<(), Error> {
+    /// component (`origin`) the policy came with. `max_memory_bytes` is the runtime's
+    /// memory ceiling per instance.
+    pub fn validate(&self, origin: &str, max_memory_bytes: u64) -> Result<(), PolicyError> {
         let origin = self.origin_or(origin);
-        let fail = |message: String| Error::Policy {
+        let fail = |message: String| PolicyError {
             origin: origin.to_owned(),
             message,
         };
@@ -365,8 +381,8 @@ impl Policy {
     }
 }
 
-/// An adapter name: 1 to 64 of `[a-z0-9_-]`, starting with a letter or digit.
-pub(crate) fn validate_name(name: &str) -> Result<(), String> {
+/// Check an adapter name: 1 to 64 of `[a-z0-9_-]`, starting with a letter or digit.
+pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -9,31 +9,39 @@ use super::pattern::{Mismatch, UrlPattern, granting_pattern};
 use crate::policy::{HttpConfig, Policy};
 
 /// HTTP methods the `http` interface knows, as policies spell them.
-pub(crate) const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// One `[[http.allow]]` entry, compiled.
 #[derive(Debug)]
-pub(crate) struct AllowRule {
-    pub(crate) pattern: UrlPattern,
-    pub(crate) methods: Option<Vec<String>>,
-    pub(crate) addresses: Vec<IpNet>,
+pub struct AllowRule {
+    /// The entry's `url`.
+    pub pattern: UrlPattern,
+    /// The entry's `methods`, upper-case; `None` allows every method.
+    pub methods: Option<Vec<String>>,
+    /// The non-public ranges the entry's destination may resolve to.
+    pub addresses: Vec<IpNet>,
     /// `line 7`, or `[[http.allow]] entry 2` for a policy built in code.
-    pub(crate) location: String,
+    pub location: String,
 }
 
 /// The compiled `[http]` table.
 #[derive(Debug)]
-pub(crate) struct HttpPolicy {
-    pub(crate) rules: Vec<AllowRule>,
-    pub(crate) max_requests_per_call: u32,
-    pub(crate) max_request_body_bytes: u64,
-    pub(crate) max_response_body_bytes: u64,
-    pub(crate) request_timeout_ms: u64,
+pub struct HttpPolicy {
+    /// The `[[http.allow]]` entries, in policy order.
+    pub rules: Vec<AllowRule>,
+    /// Requests per call.
+    pub max_requests_per_call: u32,
+    /// Largest request body, in bytes.
+    pub max_request_body_bytes: u64,
+    /// Largest response body, in bytes.
+    pub max_response_body_bytes: u64,
+    /// Per-request timeout, in milliseconds.
+    pub request_timeout_ms: u64,
 }
 
 impl HttpPolicy {
     /// Compile the policy's `[http]` table; errors name the line.
-    pub(crate) fn compile(policy: &Policy) -> Result<HttpPolicy, String> {
+    pub fn compile(policy: &Policy) -> Result<HttpPolicy, String> {
         let HttpConfig {
             allow,
             max_requests_per_call,
@@ -89,7 +97,7 @@ impl HttpPolicy {
     }
 
     /// The rule allowing `method url`, or a denial that names what would grant it.
-    pub(crate) fn decide(&self, method: &str, url: &Url) -> Result<&AllowRule, String> {
+    pub fn decide(&self, method: &str, url: &Url) -> Result<&AllowRule, String> {
         let request = format!("{method} {url}");
         if self.rules.is_empty() {
             return Err(format!(

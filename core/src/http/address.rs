@@ -1,7 +1,10 @@
 //! Which IP addresses an adapter may reach. Everything that is not a public unicast address
 //! is refused unless the policy grants its range explicitly: loopback, private, shared (CGNAT),
 //! link-local (which holds 169.254.169.254), unique-local, multicast, unspecified,
-//! broadcast, documentation and benchmark ranges, and the cloud metadata addresses.
+//! broadcast, documentation and benchmark ranges, NAT64 (well-known and local-use), the
+//! IETF protocol assignments (2001::/23, Teredo among them), SRv6 SIDs, and the cloud
+//! metadata addresses: every block the IANA special-purpose registries mark as not
+//! globally reachable (`fuzz/fuzz_targets/url_allowlist.rs` checks against that list).
 //! IPv4-mapped and IPv4-compatible IPv6 addresses are judged by the IPv4 address inside, so
 //! `[::ffff:127.0.0.1]` is loopback. Odd IPv4 spellings (decimal `2130706433`, octal
 //! `0177.0.0.1`, hex `0x7f.1`, short `127.1`) never reach this module as text: the URL
@@ -13,7 +16,7 @@ use ipnet::IpNet;
 
 /// Why an address is not public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Restricted {
+pub enum Restricted {
     /// 127.0.0.0/8, ::1.
     Loopback,
     /// 10/8, 172.16/12, 192.168/16.
@@ -32,13 +35,14 @@ pub(crate) enum Restricted {
     Unspecified,
     /// 255.255.255.255.
     Broadcast,
-    /// Documentation, benchmarking and reserved ranges (192.0.2/24, 198.18/15, 240/4, 2001:db8::/32, …).
+    /// Documentation, benchmarking, translation and reserved ranges (192.0.2/24, 198.18/15,
+    /// 240/4, 2001:db8::/32, 64:ff9b::/96, 2001::/23, …).
     Reserved,
 }
 
 impl Restricted {
     /// How a message names it.
-    pub(crate) fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Restricted::Loopback => "a loopback address",
             Restricted::Private => "a private address",
@@ -56,7 +60,7 @@ impl Restricted {
 
 /// The address to judge: IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`)
 /// IPv6 addresses stand for their IPv4 address.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -98,7 +102,7 @@ fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
 }
 
 /// `None` for a public unicast address; otherwise why it is restricted.
-pub(crate) fn restriction(ip: IpAddr) -> Option<Restricted> {
+pub fn restriction(ip: IpAddr) -> Option<Restricted> {
     match canonical(ip) {
         IpAddr::V4(v4) => restriction_v4(v4),
         IpAddr::V6(v6) => restriction_v6(v6),
@@ -135,7 +139,7 @@ fn restriction_v4(ip: Ipv4Addr) -> Option<Restricted> {
 
 fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
     let v6 = |s: &str| s.parse::<Ipv6Addr>().expect("valid constant");
-    let table: [(Ipv6Addr, u8, Restricted); 9] = [
+    let table: [(Ipv6Addr, u8, Restricted); 13] = [
         (v6("fd00:ec2::254"), 128, Restricted::CloudMetadata),
         (Ipv6Addr::UNSPECIFIED, 128, Restricted::Unspecified),
         (Ipv6Addr::LOCALHOST, 128, Restricted::Loopback),
@@ -144,8 +148,16 @@ fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
         (v6("ff00::"), 8, Restricted::Multicast),
         (v6("2001:db8::"), 32, Restricted::Reserved),
         (v6("100::"), 64, Restricted::Reserved),
-        // NAT64 (64:ff9b::/96) can reach any IPv4 address, private ones included.
+        // NAT64 (64:ff9b::/96) can reach any IPv4 address, private ones included; so can
+        // local-use NAT64 (64:ff9b:1::/48, RFC 8215), which is why it is local.
         (v6("64:ff9b::"), 96, Restricted::Reserved),
+        (v6("64:ff9b:1::"), 48, Restricted::Reserved),
+        // IETF protocol assignments: Teredo (2001::/32, which tunnels to an IPv4 address),
+        // benchmarking (2001:2::/48), ORCHID and the rest; none is a provider's API.
+        (v6("2001::"), 23, Restricted::Reserved),
+        // Documentation (RFC 9637) and SRv6 segment identifiers (RFC 9602).
+        (v6("3fff::"), 20, Restricted::Reserved),
+        (v6("5f00::"), 16, Restricted::Reserved),
     ];
     table
         .iter()
@@ -154,7 +166,7 @@ fn restriction_v6(ip: Ipv6Addr) -> Option<Restricted> {
 }
 
 /// Is `ip` allowed, given the ranges a policy entry grants explicitly?
-pub(crate) fn check(ip: IpAddr, granted: &[IpNet]) -> Result<(), Restricted> {
+pub fn check(ip: IpAddr, granted: &[IpNet]) -> Result<(), Restricted> {
     let ip = canonical(ip);
     match restriction(ip) {
         None => Ok(()),
@@ -181,6 +193,8 @@ mod tests {
             "8.8.8.8",
             "1.1.1.1",
             "2606:4700::1111",
+            "2001:200::1",
+            "2001:4860:4860::8888",
             "172.32.0.1",
             "100.128.0.1",
         ] {
@@ -213,6 +227,13 @@ mod tests {
             ("192.0.2.1", Restricted::Reserved),
             ("2001:db8::1", Restricted::Reserved),
             ("64:ff9b::7f00:1", Restricted::Reserved),
+            // Found by fuzz/fuzz_targets/url_allowlist.rs against the IANA registries.
+            ("2001::1111", Restricted::Reserved),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", Restricted::Reserved),
+            ("2001:2::1", Restricted::Reserved),
+            ("64:ff9b:1::a00:1", Restricted::Reserved),
+            ("3fff::1", Restricted::Reserved),
+            ("5f00::1", Restricted::Reserved),
         ];
         for (addr, why) in cases {
             assert_eq!(restriction(ip(addr)), Some(why), "{addr}");
