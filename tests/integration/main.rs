@@ -13,3 +13,4 @@ mod hostile_runtime;
 mod hostile_sandbox;
 mod idempotency;
 mod loading;
+mod pool;
