@@ -528,6 +528,15 @@ fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> Adapt
     {
         return AdapterError::limit(limit.kind, limit.message.clone());
     }
+    // The slot semaphore keeps component instances within the pool; a component needing
+    // more memories, tables or core instances than its share can still find one of those
+    // pools empty. That is a full pool too, not an adapter failure.
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return AdapterError::limit(
+            LimitKind::Pool,
+            format!("instance pool full: {full} (RuntimeConfig::pool_size)"),
+        );
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => AdapterError::limit(
             LimitKind::Fuel,

@@ -185,6 +185,8 @@ struct Report {
     example: HashMap<&'static str, Stats>,
     compile_vs_hit: Option<f64>,
     two_vs_one: Option<f64>,
+    /// CPU cores the process got with 1 and with 2 callers (trivial, example).
+    cores: Option<[f64; 4]>,
     in_flight: Option<(u64, usize, bool)>,
 }
 
@@ -225,7 +227,12 @@ impl Report {
         );
         row(
             "throughput: 2 callers ≥ 1.6× 1 caller",
-            show(self.two_vs_one),
+            match (self.two_vs_one, self.cores) {
+                (Some(r), Some([a1, a2, b1, b2])) => format!(
+                    "{r:.2}× (cores used, 1 → 2 callers: trivial {a1:.2} → {a2:.2}, example {b1:.2} → {b2:.2})"
+                ),
+                _ => "—".into(),
+            },
             self.two_vs_one.map(|r| r >= 1.6),
         );
         let d = self.in_flight;
@@ -673,22 +680,60 @@ fn throughput(tokio: &tokio::runtime::Runtime, report: &mut Report) {
         "\n## Throughput (calls/s, fresh instance each, tokio with {workers} worker threads, pool of {})\n",
         runtime.config().pool_size
     );
-    println!("| callers | trivial `status` | example `status` |");
-    println!("|---:|---:|---:|");
+    println!(
+        "| callers | trivial `status` calls/s | CPU cores used | calls per CPU-second | example `status` calls/s | CPU cores used | calls per CPU-second |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let mut per_callers = Vec::new();
+    let mut cores = Vec::new();
     for callers in [1usize, 2, 16, 256] {
         let a = calls_per_second(tokio, &constant, CONSTANT_CONFIG, "constant-1", callers);
         let b = calls_per_second(tokio, &example, EXAMPLE_CONFIG, &id, callers);
-        println!("| {callers} | {a:.0} | {b:.0} |");
-        per_callers.push((a, b));
+        println!(
+            "| {callers} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} |",
+            a.calls_per_second,
+            a.cores,
+            a.calls_per_second / a.cores,
+            b.calls_per_second,
+            b.cores,
+            b.calls_per_second / b.cores
+        );
+        per_callers.push((a.calls_per_second, b.calls_per_second));
+        cores.push((a.cores, b.cores));
     }
     let (one, two) = (per_callers[0], per_callers[1]);
     println!(
-        "\n2 callers ÷ 1 caller: trivial {:.2}×, example {:.2}×.",
+        "\n2 callers ÷ 1 caller: trivial {:.2}×, example {:.2}×. \"CPU cores used\" is this \
+         process's CPU time over wall time: on a machine shared with other work, fewer than \
+         2 cores for 2 callers means the cores were busy elsewhere; calls per CPU-second \
+         staying flat means the runtime itself does not serialize callers.",
         two.0 / one.0,
         two.1 / one.1
     );
     report.two_vs_one = Some((two.0 / one.0).min(two.1 / one.1));
+    report.cores = Some([cores[0].0, cores[1].0, cores[0].1, cores[1].1]);
+}
+
+/// What one throughput run measured.
+struct Throughput {
+    calls_per_second: f64,
+    /// This process's CPU time (user + system) over the wall time of the run.
+    cores: f64,
+}
+
+/// This process's CPU time so far (user + system), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name, in
+    // clock ticks (100 per second on Linux).
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn calls_per_second(
@@ -697,7 +742,7 @@ fn calls_per_second(
     config: &str,
     id: &str,
     callers: usize,
-) -> f64 {
+) -> Throughput {
     const WARM: Duration = Duration::from_millis(300);
     const MEASURE: Duration = Duration::from_millis(2000);
     let config: Arc<Value> = Arc::new(serde_json::from_str(config).expect("json"));
@@ -724,15 +769,18 @@ fn calls_per_second(
             .collect();
         tokio::time::sleep(WARM).await;
         counting.store(true, Ordering::Relaxed);
-        let start = Instant::now();
+        let (start, cpu_start) = (Instant::now(), cpu_time());
         tokio::time::sleep(MEASURE).await;
         let calls = counted.load(Ordering::Relaxed);
-        let elapsed = start.elapsed();
+        let (elapsed, cpu) = (start.elapsed(), cpu_time() - cpu_start);
         stop.store(true, Ordering::Relaxed);
         for task in tasks {
             task.await.expect("caller task");
         }
-        calls as f64 / elapsed.as_secs_f64()
+        Throughput {
+            calls_per_second: calls as f64 / elapsed.as_secs_f64(),
+            cores: cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        }
     })
 }
 
