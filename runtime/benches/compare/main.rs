@@ -759,7 +759,15 @@ fn calls_per_second(
                         let op = Operation::Status {
                             instance_id: id.clone(),
                         };
-                        adapter.invoke(&config, op).await.result.expect("status");
+                        // Each call a task of its own, as a server runs each request: a
+                        // caller that loops in one task never really waits, and tokio
+                        // wakes no idle worker for a task that only yields, so all callers
+                        // would share one worker thread.
+                        let (adapter, config) = (adapter.clone(), config.clone());
+                        tokio::spawn(async move { adapter.invoke(&config, op).await.result })
+                            .await
+                            .expect("call task")
+                            .expect("status");
                         if counting.load(Ordering::Relaxed) {
                             counted.fetch_add(1, Ordering::Relaxed);
                         }
