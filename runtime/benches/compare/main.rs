@@ -704,9 +704,8 @@ fn throughput(tokio: &tokio::runtime::Runtime, report: &mut Report) {
     let (one, two) = (per_callers[0], per_callers[1]);
     println!(
         "\n2 callers ÷ 1 caller: trivial {:.2}×, example {:.2}×. \"CPU cores used\" is this \
-         process's CPU time over wall time: on a machine shared with other work, fewer than \
-         2 cores for 2 callers means the cores were busy elsewhere; calls per CPU-second \
-         staying flat means the runtime itself does not serialize callers.",
+         process's CPU time over wall time: fewer than 2 with 2 or more callers means \
+         either a core was busy elsewhere or the callers waited on each other.",
         two.0 / one.0,
         two.1 / one.1
     );
