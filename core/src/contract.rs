@@ -82,6 +82,9 @@ pub enum LimitKind {
     Table,
     /// The wall-clock deadline.
     Deadline,
+    /// The runtime's instance pool: every one of `RuntimeConfig::pool_size` instances was
+    /// in use for longer than `RuntimeConfig::pool_wait`.
+    Pool,
 }
 
 impl LimitKind {
@@ -92,6 +95,7 @@ impl LimitKind {
             LimitKind::Memory => "memory",
             LimitKind::Table => "table",
             LimitKind::Deadline => "deadline",
+            LimitKind::Pool => "pool",
         }
     }
 }

@@ -184,7 +184,8 @@ pub(crate) fn build_feature_variants() -> Vec<(String, String, PathBuf)> {
     built
 }
 
-/// The guest packages (cdylib crates) under `adapters/`, found from their manifests.
+/// The guest packages (cdylib crates) under `adapters/`, `adapters/hostile/` and
+/// `adapters/bench/`, found from their manifests.
 pub(crate) fn guest_packages() -> Vec<String> {
     let adapters = repo_root().join("adapters");
     let crates_in = |dir: &Path| -> Vec<PathBuf> {
@@ -200,6 +201,7 @@ pub(crate) fn guest_packages() -> Vec<String> {
     };
     let mut dirs = crates_in(&adapters);
     dirs.extend(crates_in(&adapters.join("hostile")));
+    dirs.extend(crates_in(&adapters.join("bench")));
     let mut packages: Vec<String> = dirs
         .iter()
         .filter_map(|dir| std::fs::read_to_string(dir.join("Cargo.toml")).ok())

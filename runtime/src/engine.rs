@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 use crate::error::Error;
 
@@ -12,6 +14,13 @@ use crate::error::Error;
 /// tasks at every tick, so this is both the deadline's resolution and the longest a guest
 /// can hold a worker thread.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// At most this much of each linear memory is reset in place (and kept resident) after a
+/// call; dirty pages past it are returned to the kernel. A warm slot holds at most this
+/// much RSS, and only the pages calls actually touched.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+/// The same for tables.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// Instance-pool sizing and ceilings, from [`crate::RuntimeConfig`].
 pub(crate) struct EngineSettings {
@@ -33,10 +42,16 @@ pub(crate) fn build_engine(settings: &EngineSettings) -> Result<Engine, Error> {
         .max_tables_per_component(8)
         .max_core_instances_per_component(16)
         .max_memory_size(settings.max_memory_bytes as usize)
-        // Keep a few MiB of each slot's pages mapped after use, so the next call in the slot
-        // does not fault them in again.
-        .linear_memory_keep_resident(64 * 1024)
-        .table_keep_resident(16 * 1024);
+        // Resetting a slot for its next instance is about half of a fresh call when it is
+        // done with `madvise` (page faults and TLB flushes). With the PAGEMAP_SCAN ioctl
+        // (Linux 6.7+) wasmtime finds the pages the call dirtied and restores just those
+        // with `memcpy`/`memset`, up to the keep-resident bound; the pages stay mapped, so
+        // the next call does not fault them in. Where the ioctl is missing this falls back
+        // to `madvise` past the first `keep_resident` bytes. Measured in the README's
+        // benchmark: a trivial call 21 µs → 11 µs.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT);
 
     let mut config = Config::new();
     config

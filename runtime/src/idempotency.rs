@@ -102,21 +102,39 @@ pub(crate) async fn invoke(
     operation: Operation,
     options: CallOptions,
 ) -> Invocation {
-    let checked = invoke::check_input(adapter, config, &operation).is_ok();
+    // The caller's input is checked, and the config serialized for the guest, once.
+    let config_text = match invoke::check_input(adapter, config, &operation) {
+        Ok(text) => text,
+        Err(error) => return invoke::refusal(adapter, &operation, error, Instant::now()),
+    };
     match &operation {
         Operation::Create {
             params,
             idempotency_key: Some(key),
-        } if checked => {
+        } => {
             let (params, key) = (params.clone(), key.clone());
-            create(adapter, config, operation, &params, &key, options).await
+            let input = CreateInput {
+                config,
+                config_text,
+                params: &params,
+                key: &key,
+            };
+            create(adapter, input, operation, options).await
         }
-        Operation::Destroy { instance_id } if checked => {
+        Operation::Destroy { instance_id } => {
             let instance_id = instance_id.clone();
-            destroy(adapter, config, operation, &instance_id, options).await
+            destroy(adapter, config_text, operation, &instance_id, options).await
         }
-        _ => invoke::invoke(adapter, config, operation, options).await,
+        _ => invoke::invoke(adapter, config_text, operation, options).await,
     }
+}
+
+/// What a keyed create starts from.
+struct CreateInput<'a> {
+    config: &'a Value,
+    config_text: String,
+    params: &'a Value,
+    key: &'a str,
 }
 
 fn store_failure(error: String) -> AdapterError {
@@ -129,12 +147,16 @@ fn store_failure(error: String) -> AdapterError {
 
 async fn create(
     adapter: &AdapterInner,
-    config: &Value,
+    input: CreateInput<'_>,
     operation: Operation,
-    params: &Value,
-    key: &str,
     mut options: CallOptions,
 ) -> Invocation {
+    let CreateInput {
+        config,
+        config_text,
+        params,
+        key,
+    } = input;
     let started = Instant::now();
     let db = &adapter.runtime.inner.db;
     let name = &adapter.info.name;
@@ -195,7 +217,7 @@ async fn create(
     crash_point("after-claim");
 
     options.client_token = Some(client_token(name, key));
-    let mut invocation = invoke::invoke(adapter, config, operation, options).await;
+    let mut invocation = invoke::invoke(adapter, config_text, operation, options).await;
     invocation.receipt.idempotency = Some(if resumed { "resumed" } else { "claimed" });
     match &invocation.result {
         Ok(Output::Provisioned(result)) => {
@@ -259,7 +281,7 @@ fn replay(
 
 async fn destroy(
     adapter: &AdapterInner,
-    config: &Value,
+    config_text: String,
     operation: Operation,
     instance_id: &str,
     options: CallOptions,
@@ -267,10 +289,7 @@ async fn destroy(
     let started = Instant::now();
     let db = &adapter.runtime.inner.db;
     let name = adapter.info.name.clone();
-    match db
-        .destroyed_contains(name.clone(), instance_id.to_owned())
-        .await
-    {
+    match db.destroyed_contains(&name, instance_id) {
         Ok(true) => {
             let mut invocation = invoke::answered(
                 adapter,
@@ -286,7 +305,7 @@ async fn destroy(
         Ok(false) => {}
         Err(error) => return invoke::refusal(adapter, &operation, store_failure(error), started),
     }
-    let invocation = invoke::invoke(adapter, config, operation, options).await;
+    let invocation = invoke::invoke(adapter, config_text, operation, options).await;
     if invocation.result.is_ok() {
         let window_ms = adapter.runtime.inner.config.idempotency_window.as_millis() as i64;
         if let Err(error) = db

@@ -29,27 +29,23 @@ enum Answer {
     Costs(Result<costs::CostEstimate, wit::AdapterError>),
 }
 
+/// Run `operation` in a fresh instance. `config_text` is the config as the guest gets it,
+/// from [`check_input`], which the caller has run.
 pub(crate) async fn invoke(
     adapter: &AdapterInner,
-    config: &Value,
+    config_text: String,
     operation: Operation,
     options: CallOptions,
 ) -> Invocation {
     let started = Instant::now();
     let limits = &adapter.policy.limits;
     let mut receipt = empty_receipt(adapter, &operation, limits);
-    let config_text = match check_input(adapter, config, &operation) {
-        Ok(text) => text,
-        Err(error) => return refusal(adapter, &operation, error, started),
-    };
 
-    // A pool slot per live instance: past the pool size, calls wait here, not in wasmtime.
-    let _slot = match adapter.runtime.inner.slots.acquire().await {
+    // A pool slot per live instance: past the pool size, calls wait here (or give up after
+    // `pool_wait`), never in wasmtime.
+    let _slot = match take_slot(adapter).await {
         Ok(permit) => permit,
-        Err(_) => {
-            let error = AdapterError::host(ErrorCode::Internal, "runtime is shutting down");
-            return refusal(adapter, &operation, error, started);
-        }
+        Err(error) => return refusal(adapter, &operation, error, started),
     };
     let deadline = Instant::now() + limits.deadline();
 
@@ -140,6 +136,31 @@ pub(crate) async fn invoke(
         progress: ctx.progress.reports,
         stdout: redacted_text(guard, &ctx.stdout),
         stderr: redacted_text(guard, &ctx.stderr),
+    }
+}
+
+/// A slot of the instance pool, waiting as `RuntimeConfig::pool_wait` allows.
+async fn take_slot(
+    adapter: &AdapterInner,
+) -> Result<tokio::sync::SemaphorePermit<'_>, AdapterError> {
+    let inner = &adapter.runtime.inner;
+    let closed = || AdapterError::host(ErrorCode::Internal, "runtime is shutting down");
+    if let Ok(permit) = inner.slots.try_acquire() {
+        return Ok(permit);
+    }
+    match inner.config.pool_wait {
+        None => inner.slots.acquire().await.map_err(|_| closed()),
+        Some(wait) => match tokio::time::timeout(wait, inner.slots.acquire()).await {
+            Ok(permit) => permit.map_err(|_| closed()),
+            Err(_) => Err(AdapterError::limit(
+                LimitKind::Pool,
+                format!(
+                    "instance pool full: all {} instances are in use (RuntimeConfig::pool_size); no slot freed within {} ms (RuntimeConfig::pool_wait)",
+                    inner.config.pool_size,
+                    wait.as_millis()
+                ),
+            )),
+        },
     }
 }
 
@@ -293,6 +314,13 @@ fn without_instance(
     let mut receipt = empty_receipt(adapter, operation, &adapter.policy.limits);
     receipt.wall_time_us = started.elapsed().as_micros() as u64;
     receipt.error_code = result.as_ref().err().map(|e| e.error_code);
+    if let Err(AdapterError {
+        origin: ErrorOrigin::Limit(kind),
+        ..
+    }) = &result
+    {
+        receipt.limit_hit = Some(*kind);
+    }
     Invocation {
         result,
         receipt,
@@ -501,6 +529,15 @@ fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> Adapt
         .or(ctx.limiter.exceeded.as_ref())
     {
         return AdapterError::limit(limit.kind, limit.message.clone());
+    }
+    // The slot semaphore keeps component instances within the pool; a component needing
+    // more memories, tables or core instances than its share can still find one of those
+    // pools empty. That is a full pool too, not an adapter failure.
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return AdapterError::limit(
+            LimitKind::Pool,
+            format!("instance pool full: {full} (RuntimeConfig::pool_size)"),
+        );
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => AdapterError::limit(

@@ -26,9 +26,19 @@ pub struct RuntimeConfig {
     /// Where the database file (`airlock.db`) and the compiled-artifact cache (`cache/`)
     /// live. Default: `.airlock` in the working directory.
     pub data_dir: PathBuf,
-    /// Instances that may exist at once (the pooling allocator's size). A call beyond
-    /// that waits for a slot. Default: 128.
+    /// Instances that may exist at once: the pooling allocator's size, so also the most
+    /// calls in flight at once across all adapters (a call holds its instance while it
+    /// waits on the network). What happens to a call beyond it is `pool_wait`'s to say.
+    /// Each slot reserves virtual address space (not memory) for its linear memory, up to
+    /// `max_memory_mib` plus guard pages; memory is committed only as guests touch it.
+    /// Default: 128.
     pub pool_size: u32,
+    /// How long a call may wait for an instance when all `pool_size` are in use. `None`
+    /// (the default): it queues until one frees, which every call does by its deadline at
+    /// the latest. `Some(limit)`: it waits at most `limit` and then fails with `LIMIT`
+    /// ("instance pool full: …", `receipt.limitHit = "pool"`) without running;
+    /// `Some(Duration::ZERO)` fails at once.
+    pub pool_wait: Option<std::time::Duration>,
     /// The highest `limits.memory_mib` any policy may set. Default: 1024.
     pub max_memory_mib: u64,
     /// Keep compiled components on disk. Default: true.
@@ -49,6 +59,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             data_dir: PathBuf::from(".airlock"),
             pool_size: 128,
+            pool_wait: None,
             max_memory_mib: 1024,
             cache_compiled: true,
             secret_sources: default_sources(),

@@ -15,3 +15,4 @@ mod hostile_sandbox;
 mod idempotency;
 mod loading;
 mod new;
+mod pool;

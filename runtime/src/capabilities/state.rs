@@ -105,8 +105,7 @@ impl Host for StateScope {
         }
         Ok(self
             .db
-            .state_get(self.namespace.clone(), key)
-            .await
+            .state_get(&self.namespace, &key)
             .map_err(unavailable))
     }
 
