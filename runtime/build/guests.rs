@@ -130,12 +130,10 @@ fn build_guest(package: &str, feature: Option<&str>, target_dir: &Path) -> PathB
 
 /// The crates under `adapters/conformance/` marked `component-per-feature = true`: one
 /// component per cargo feature, each copied to `{package}__{feature}.wasm` (`-` as `_`).
-/// Returns (package, feature, path) for each. They build in a target directory of their own:
-/// the adapters they wrap are dependencies there, built without their export, and must not
-/// overwrite the real components.
+/// Returns (package, feature, path) for each.
 pub(crate) fn build_feature_variants() -> Vec<(String, String, PathBuf)> {
     let dir = repo_root().join("adapters").join("conformance");
-    let target_dir = guest_target_dir(&repo_root()).join("conformance");
+    let target_dir = guest_target_dir(&repo_root());
     let mut crates: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries

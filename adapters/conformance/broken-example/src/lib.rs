@@ -1,6 +1,11 @@
 //! The example adapter with one `airlock check` rule broken, chosen by a cargo feature.
-//! Every operation delegates to [`example_adapter::Example`]; the feature that is on
-//! changes one answer. Without a feature it is the example adapter.
+//! Every operation delegates to the example adapter (its source, compiled here as `base`);
+//! the feature that is on changes one answer. Without a feature it is the example adapter.
+
+#[path = "../../../example/src/adapter.rs"]
+mod base;
+
+use base::Example;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,7 +13,6 @@ use airlock_sdk::{
     Adapter, AdapterError, Config, CostEstimate, Costs, Credentials, Lifecycle, Params,
     ProvisionResult, Result, Rotation, Status, StatusDetail, state,
 };
-use example_adapter::Example;
 use serde::Deserialize;
 
 /// The broken adapter.

@@ -1,12 +1,17 @@
 //! The fakecloud adapter with one `airlock check` rule broken, chosen by a cargo feature.
-//! Every operation delegates to [`fakecloud_adapter::FakeCloud`]; the feature that is on
-//! maps one kind of provider failure to the wrong code, or leaks the provider token.
+//! Every operation delegates to the fakecloud adapter (its source, compiled here as `base`);
+//! the feature that is on maps one kind of provider failure to the wrong code, or leaks the
+//! provider token.
+
+#[path = "../../../fakecloud/src/adapter.rs"]
+mod base;
+
+use base::FakeCloud;
 
 use airlock_sdk::{
     Adapter, AdapterError, Config, Credentials, ErrorCode, Params, ProvisionResult, Result,
     StatusDetail, log, secrets,
 };
-use fakecloud_adapter::FakeCloud;
 
 /// The broken adapter.
 pub struct Broken;

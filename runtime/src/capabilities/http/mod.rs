@@ -395,9 +395,14 @@ impl HttpHost for HttpView<'_> {
         let client = self.http.grant.routes[route].client.clone();
         let max_body = self.http.grant.policy.max_response_body_bytes;
         let result = match self.http.grant.interceptor.clone() {
-            None => exchange(&client, built, max_body, &label, timeout).await,
+            None => {
+                let task = spawn_exchange(client, built, max_body, label.clone());
+                finish_exchange(task, &label, timeout).await
+            }
+            // Boxed: the interceptor's future is larger, and this one lives on the guest's
+            // fiber stack for as long as the request is in flight.
             Some(interceptor) => {
-                intercepted(
+                Box::pin(intercepted(
                     &*interceptor,
                     &self.http.adapter,
                     &client,
@@ -405,7 +410,7 @@ impl HttpHost for HttpView<'_> {
                     max_body,
                     &label,
                     timeout,
-                )
+                ))
                 .await
             }
         };
@@ -444,10 +449,20 @@ async fn exchange(
     label: &str,
     timeout: Duration,
 ) -> Result<Response, RequestError> {
-    let client = client.clone();
-    let task_label = label.to_owned();
-    let mut task = AbortOnDrop(tokio::spawn(async move {
-        let label = task_label;
+    let task = spawn_exchange(client.clone(), request, max_body, label.to_owned());
+    finish_exchange(task, label, timeout).await
+}
+
+type ExchangeTask = AbortOnDrop<Result<Result<Response, RequestError>, reqwest::Error>>;
+
+/// Start the exchange on a task of its own (see [`exchange`]).
+fn spawn_exchange(
+    client: reqwest::Client,
+    request: reqwest::Request,
+    max_body: u64,
+    label: String,
+) -> ExchangeTask {
+    AbortOnDrop(tokio::spawn(async move {
         let mut response = client.execute(request).await?;
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
@@ -474,7 +489,15 @@ async fn exchange(
             headers,
             body,
         }))
-    }));
+    }))
+}
+
+/// Wait for a spawned exchange and name its failure.
+async fn finish_exchange(
+    mut task: ExchangeTask,
+    label: &str,
+    timeout: Duration,
+) -> Result<Response, RequestError> {
     let outcome = match (&mut task.0).await {
         Ok(outcome) => outcome,
         Err(join) => {
