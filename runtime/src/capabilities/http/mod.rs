@@ -399,18 +399,17 @@ impl HttpHost for HttpView<'_> {
                 let task = spawn_exchange(client, built, max_body, label.clone());
                 finish_exchange(task, &label, timeout).await
             }
-            // Boxed: the interceptor's future is larger, and this one lives on the guest's
-            // fiber stack for as long as the request is in flight.
             Some(interceptor) => {
-                Box::pin(intercepted(
-                    &*interceptor,
-                    &self.http.adapter,
-                    &client,
+                let adapter = self.http.adapter.clone();
+                intercepted_boxed(
+                    interceptor,
+                    adapter,
+                    client,
                     built,
                     max_body,
                     &label,
                     timeout,
-                ))
+                )
                 .await
             }
         };
@@ -519,6 +518,35 @@ async fn finish_exchange(
             RequestError::ConnectionFailed(format!("{label}: {}", root_cause(&error)))
         }),
     }
+}
+
+/// [`intercepted`], built on the heap by a function of its own. The guest's fiber stays
+/// suspended inside `send` while a request is in flight, so `send`'s stack frame stays
+/// resident: built inline, this larger future made that frame one 4 KiB page deeper, which
+/// is 40 MiB with 10,000 calls in flight (measured with the benchmark's in-flight part).
+#[inline(never)]
+fn intercepted_boxed(
+    interceptor: Arc<dyn HttpInterceptor>,
+    adapter: String,
+    client: reqwest::Client,
+    request: reqwest::Request,
+    max_body: u64,
+    label: &str,
+    timeout: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, RequestError>> + Send>> {
+    let label = label.to_owned();
+    Box::pin(async move {
+        intercepted(
+            &*interceptor,
+            &adapter,
+            &client,
+            request,
+            max_body,
+            &label,
+            timeout,
+        )
+        .await
+    })
 }
 
 /// [`exchange`] through the embedder's interceptor.
