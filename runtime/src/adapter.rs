@@ -274,15 +274,18 @@ impl Adapter {
     ) -> Invocation {
         let inner = &self.inner;
         let started = std::time::Instant::now();
-        if let Err(error) = inner.breaker.admit(&inner.info.name) {
-            return crate::invoke::refusal(inner, &operation, error, started);
-        }
+        // Held across the call: if this call is the breaker's half-open probe and its
+        // future is dropped before it reports, dropping the admission frees the probe.
+        let admission = match inner.breaker.admit(&inner.info.name) {
+            Ok(admission) => admission,
+            Err(error) => return crate::invoke::refusal(inner, &operation, error, started),
+        };
         let Ok(_turn) = inner.concurrency.acquire().await else {
             let error = AdapterError::host(crate::ErrorCode::Internal, "adapter is shutting down");
             return crate::invoke::refusal(inner, &operation, error, started);
         };
         let invocation = crate::idempotency::invoke(inner, config, operation, options).await;
-        inner.breaker.record(invocation.receipt.error_code);
+        admission.record(invocation.receipt.error_code);
         invocation
     }
 

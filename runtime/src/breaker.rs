@@ -1,8 +1,14 @@
 //! Per-adapter protection of the provider: a bound on concurrent calls, and a circuit
 //! breaker that opens after `limits.breaker_failures` consecutive `RETRYABLE` or `AUTH`
 //! failures and refuses calls at once (as `RETRYABLE`, with a Retry-After) for
-//! `limits.breaker_cooldown_ms`. After the cool-down one call goes through; its outcome
-//! closes the circuit or opens it again. This keeps retry storms off a struggling provider.
+//! `limits.breaker_cooldown_ms`. After the cool-down exactly one call, the probe, goes
+//! through; every other call is refused as while open until the probe's outcome is known:
+//! a success closes the circuit, a failure opens it for another full cool-down. This keeps
+//! retry storms off a struggling provider.
+//!
+//! A probe that never reports (its caller dropped the call's future) must not leave the
+//! breaker half-open for ever: [`Admission`] gives the probe back when it is dropped
+//! without an outcome, and the next call becomes the probe.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,8 +25,41 @@ pub(crate) struct CircuitBreaker {
 
 #[derive(Debug, Default)]
 struct State {
+    circuit: Circuit,
+    /// Consecutive counted failures while closed.
     consecutive: u32,
-    open_until: Option<Instant>,
+    /// Bumped every time the circuit opens. An outcome recorded by a call admitted in an
+    /// earlier generation (it started before the circuit opened) says nothing about the
+    /// provider now, and is ignored.
+    generation: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Circuit {
+    #[default]
+    Closed,
+    /// Refusing calls until then; the first call after it becomes the probe.
+    Open { until: Instant },
+    /// One probe is running; everyone else is refused until it reports.
+    HalfOpen,
+}
+
+/// Whether a call was admitted as an ordinary call or as the half-open probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Ordinary,
+    Probe,
+}
+
+/// A call let through by [`CircuitBreaker::admit`]. Report its outcome with
+/// [`Admission::record`]; dropping it unreported (the call was cancelled) records nothing,
+/// and a dropped probe hands the probe to the next call.
+#[derive(Debug)]
+pub(crate) struct Admission<'a> {
+    breaker: &'a CircuitBreaker,
+    role: Role,
+    generation: u64,
+    reported: bool,
 }
 
 impl CircuitBreaker {
@@ -36,45 +75,101 @@ impl CircuitBreaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err` while the circuit is open.
-    pub(crate) fn admit(&self, adapter: &str) -> Result<(), AdapterError> {
+    /// Let a call through, or refuse it (`RETRYABLE` with `raw.retryAfter`) while the
+    /// circuit is open or a half-open probe is running.
+    pub(crate) fn admit(&self, adapter: &str) -> Result<Admission<'_>, AdapterError> {
         let mut state = self.lock();
-        match state.open_until {
-            Some(until) if Instant::now() < until => {
-                let wait = until - Instant::now();
-                let mut error = AdapterError::host(
-                    ErrorCode::Retryable,
+        let now = Instant::now();
+        let role = match state.circuit {
+            Circuit::Closed => Role::Ordinary,
+            Circuit::Open { until } if now < until => {
+                let wait = until - now;
+                return Err(refusal(
                     format!(
                         "circuit open for adapter {adapter:?} after {} consecutive RETRYABLE or AUTH failures; calls resume in {} ms",
                         self.threshold,
                         wait.as_millis()
                     ),
-                );
-                error.raw = Some(serde_json::json!({ "retryAfter": wait.as_secs().max(1) }));
-                Err(error)
+                    wait,
+                ));
             }
-            Some(_) => {
-                // Half-open: let this call through; one more failure reopens at once.
-                state.open_until = None;
-                state.consecutive = self.threshold.saturating_sub(1);
-                Ok(())
+            Circuit::Open { .. } => {
+                state.circuit = Circuit::HalfOpen;
+                Role::Probe
             }
-            None => Ok(()),
-        }
+            Circuit::HalfOpen => {
+                return Err(refusal(
+                    format!(
+                        "circuit half-open for adapter {adapter:?}: one probe call is testing the provider, and other calls are refused until it ends"
+                    ),
+                    Duration::from_secs(1),
+                ));
+            }
+        };
+        Ok(Admission {
+            breaker: self,
+            role,
+            generation: state.generation,
+            reported: false,
+        })
     }
 
-    /// Record a finished call's outcome.
-    pub(crate) fn record(&self, code: Option<ErrorCode>) {
-        let mut state = self.lock();
-        if matches!(code, Some(ErrorCode::Retryable | ErrorCode::Auth)) {
-            state.consecutive += 1;
-            if state.consecutive >= self.threshold {
-                state.open_until = Some(Instant::now() + self.cooldown);
+    fn open(&self, state: &mut State) {
+        state.circuit = Circuit::Open {
+            until: Instant::now() + self.cooldown,
+        };
+        state.consecutive = 0;
+        state.generation += 1;
+        tracing::warn!(target: "airlock::breaker", cooldown_ms = self.cooldown.as_millis() as u64, "circuit opened");
+    }
+}
+
+fn refusal(message: String, wait: Duration) -> AdapterError {
+    let mut error = AdapterError::host(ErrorCode::Retryable, message);
+    error.raw = Some(serde_json::json!({ "retryAfter": wait.as_secs().max(1) }));
+    error
+}
+
+impl Admission<'_> {
+    /// Record the finished call's outcome: its error code, or `None` for success.
+    pub(crate) fn record(mut self, code: Option<ErrorCode>) {
+        self.reported = true;
+        let breaker = self.breaker;
+        let mut state = breaker.lock();
+        if self.generation != state.generation {
+            return; // admitted before the circuit last opened
+        }
+        let failed = matches!(code, Some(ErrorCode::Retryable | ErrorCode::Auth));
+        match (self.role, failed) {
+            (Role::Probe, true) => breaker.open(&mut state),
+            (Role::Probe, false) => {
+                state.circuit = Circuit::Closed;
                 state.consecutive = 0;
-                tracing::warn!(target: "airlock::breaker", cooldown_ms = self.cooldown.as_millis() as u64, "circuit opened");
             }
-        } else {
-            state.consecutive = 0;
+            (Role::Ordinary, true) if state.circuit == Circuit::Closed => {
+                state.consecutive += 1;
+                if state.consecutive >= breaker.threshold {
+                    breaker.open(&mut state);
+                }
+            }
+            (Role::Ordinary, false) if state.circuit == Circuit::Closed => state.consecutive = 0,
+            (Role::Ordinary, _) => {}
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.reported || self.role != Role::Probe {
+            return;
+        }
+        // The probe was cancelled before it could report: it tells nothing about the
+        // provider, so the next call probes instead of the breaker staying half-open.
+        let mut state = self.breaker.lock();
+        if state.generation == self.generation && state.circuit == Circuit::HalfOpen {
+            state.circuit = Circuit::Open {
+                until: Instant::now(),
+            };
         }
     }
 }
@@ -83,29 +178,112 @@ impl CircuitBreaker {
 mod tests {
     use super::*;
 
+    const COOLDOWN: Duration = Duration::from_millis(50);
+
+    /// A breaker with threshold 3, opened by three AUTH failures and past its cool-down.
+    fn past_cooldown() -> CircuitBreaker {
+        let breaker = CircuitBreaker::new(3, COOLDOWN);
+        for _ in 0..3 {
+            breaker.admit("a").unwrap().record(Some(ErrorCode::Auth));
+        }
+        assert!(breaker.admit("a").is_err());
+        std::thread::sleep(COOLDOWN + Duration::from_millis(10));
+        breaker
+    }
+
     #[test]
     fn opens_after_the_threshold_and_half_opens_after_the_cooldown() {
-        let breaker = CircuitBreaker::new(3, Duration::from_millis(50));
+        let breaker = CircuitBreaker::new(3, COOLDOWN);
         for _ in 0..2 {
-            breaker.admit("a").unwrap();
-            breaker.record(Some(ErrorCode::Retryable));
+            breaker.admit("a").unwrap().record(Some(ErrorCode::Retryable));
         }
-        breaker.record(Some(ErrorCode::Validation)); // a proper answer resets the count
+        // A proper answer resets the count.
+        breaker
+            .admit("a")
+            .unwrap()
+            .record(Some(ErrorCode::Validation));
         for _ in 0..3 {
-            breaker.admit("a").unwrap();
-            breaker.record(Some(ErrorCode::Auth));
+            breaker.admit("a").unwrap().record(Some(ErrorCode::Auth));
         }
         let refused = breaker.admit("a").unwrap_err();
         assert_eq!(refused.error_code, ErrorCode::Retryable);
         assert!(refused.message.starts_with(
-            "circuit open for adapter \"a\" after 3 consecutive RETRYABLE or AUTH failures"
-        ));
-        std::thread::sleep(Duration::from_millis(60));
-        breaker.admit("a").expect("half-open lets one call through");
-        breaker.record(Some(ErrorCode::Retryable));
+            "circuit open for adapter \"a\" after 3 consecutive RETRYABLE or AUTH failures; calls resume in "
+        ), "{}", refused.message);
+        assert_eq!(refused.raw, Some(serde_json::json!({ "retryAfter": 1 })));
+        std::thread::sleep(COOLDOWN + Duration::from_millis(10));
+        breaker
+            .admit("a")
+            .expect("half-open lets one call through")
+            .record(Some(ErrorCode::Retryable));
         assert!(
             breaker.admit("a").is_err(),
             "one failure when half-open reopens it"
         );
+    }
+
+    #[test]
+    fn half_open_admits_exactly_one_probe_until_it_reports() {
+        let breaker = past_cooldown();
+        let probe = breaker.admit("a").expect("the probe");
+        for _ in 0..5 {
+            let refused = breaker.admit("a").unwrap_err();
+            assert_eq!(
+                (refused.error_code, refused.message.as_str()),
+                (
+                    ErrorCode::Retryable,
+                    "circuit half-open for adapter \"a\": one probe call is testing the provider, and other calls are refused until it ends"
+                )
+            );
+            assert_eq!(refused.raw, Some(serde_json::json!({ "retryAfter": 1 })));
+        }
+        probe.record(None);
+        // A successful probe closes the circuit: everyone goes through again, and it
+        // takes the full threshold of failures to open it again.
+        for _ in 0..2 {
+            breaker.admit("a").unwrap().record(Some(ErrorCode::Auth));
+        }
+        breaker.admit("a").expect("still closed after two failures");
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_for_a_full_cooldown() {
+        let breaker = past_cooldown();
+        breaker.admit("a").unwrap().record(Some(ErrorCode::Auth));
+        let refused = breaker.admit("a").unwrap_err();
+        assert!(
+            refused.message.starts_with("circuit open for adapter \"a\""),
+            "{}",
+            refused.message
+        );
+        std::thread::sleep(COOLDOWN + Duration::from_millis(10));
+        breaker.admit("a").expect("the next probe after the cool-down");
+    }
+
+    #[test]
+    fn a_dropped_probe_hands_the_probe_to_the_next_call() {
+        let breaker = past_cooldown();
+        let probe = breaker.admit("a").unwrap();
+        assert!(breaker.admit("a").is_err());
+        drop(probe); // cancelled before it reported
+        let next = breaker.admit("a").expect("the next call is the probe");
+        assert!(breaker.admit("a").is_err(), "and it is the only one");
+        next.record(None);
+        breaker.admit("a").expect("closed");
+    }
+
+    #[test]
+    fn outcomes_of_calls_admitted_before_the_circuit_opened_are_ignored() {
+        let breaker = CircuitBreaker::new(2, COOLDOWN);
+        let early = breaker.admit("a").unwrap(); // in flight while the circuit opens
+        for _ in 0..2 {
+            breaker.admit("a").unwrap().record(Some(ErrorCode::Retryable));
+        }
+        std::thread::sleep(COOLDOWN + Duration::from_millis(10));
+        let probe = breaker.admit("a").unwrap();
+        early.record(None); // a stale success does not close the circuit
+        assert!(breaker.admit("a").is_err(), "still half-open");
+        probe.record(Some(ErrorCode::Retryable));
+        assert!(breaker.admit("a").is_err(), "the probe's failure reopened it");
     }
 }

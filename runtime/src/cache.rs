@@ -4,6 +4,13 @@
 //! is deserialized only if the database holds the digest Airlock recorded when it wrote the
 //! file: a file that someone else dropped into the cache directory is never loaded, because
 //! deserializing is only safe for bytes wasmtime itself produced.
+//!
+//! The digest is only as trustworthy as the database that holds it. So before it reads or
+//! writes anything, the cache checks that the data directory, the database file and
+//! `cache/` belong to the user running Airlock and that nobody else may write them (as ssh
+//! does with its keys); if not, the load fails with [`Error::UntrustedDataDir`], saying
+//! which path, what is wrong and how to fix it. Failing, rather than compiling without the
+//! cache, also keeps the adapter's state out of a database that others can rewrite.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -64,6 +71,7 @@ impl ArtifactCache {
     ) -> Result<(Component, CacheOutcome), Error> {
         let key = format!("{digest}-{}", self.engine_key);
         let path = self.dir.join(format!("{key}.cwasm"));
+        self.check_private(&path)?;
         if let Some(component) = self.try_hit(engine, &key, &path)? {
             return Ok((component, CacheOutcome::Hit));
         }
@@ -76,6 +84,33 @@ impl ArtifactCache {
             tracing::warn!(target: "airlock::cache", %error, "could not cache compiled component");
         }
         Ok((component, CacheOutcome::Compiled))
+    }
+
+    /// Refuse a data directory, database, cache directory or artifact that is not private
+    /// to this user (see the module's documentation).
+    fn check_private(&self, artifact: &Path) -> Result<(), Error> {
+        let database = self.db.path();
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        let data_dir = database.parent().filter(|p| !p.as_os_str().is_empty());
+        let candidates = [
+            data_dir,
+            Some(database),
+            Some(Path::new(&wal)),
+            Some(self.dir.as_path()),
+            Some(artifact),
+        ];
+        for path in candidates.into_iter().flatten() {
+            // What does not exist yet holds nothing, and the cache creates it private.
+            if !path.exists() {
+                continue;
+            }
+            crate::datadir::check_private(path).map_err(|message| Error::UntrustedDataDir {
+                path: path.to_owned(),
+                message,
+            })?;
+        }
+        Ok(())
     }
 
     fn try_hit(&self, engine: &Engine, key: &str, path: &Path) -> Result<Option<Component>, Error> {
@@ -107,7 +142,8 @@ impl ArtifactCache {
         let bytes = component
             .serialize()
             .map_err(|e| self.fail(format!("serialize: {e:#}")))?;
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.fail(format!("create: {e}")))?;
+        crate::datadir::create_private_dir(&self.dir)
+            .map_err(|e| self.fail(format!("create: {e}")))?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)
             .map_err(|e| self.fail(format!("temp file: {e}")))?;
         file.write_all(&bytes)

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Error;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const MIGRATIONS: &str = "
 CREATE TABLE IF NOT EXISTS adapter_state (
     namespace  TEXT    NOT NULL,
@@ -56,7 +56,47 @@ CREATE TABLE IF NOT EXISTS destroyed (
     PRIMARY KEY (adapter, instance_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS destroyed_expiry ON destroyed (expires_at);
+-- Which component a state namespace belongs to (see `Database::bind_namespace`).
+CREATE TABLE IF NOT EXISTS namespaces (
+    namespace TEXT    PRIMARY KEY,
+    path      TEXT,                -- the component file's canonical path, if it came from one
+    sha256    TEXT    NOT NULL,    -- the component's digest
+    bound_at  INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
+
+/// Rows removed by one purge, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub(crate) state: usize,
+    pub(crate) keys: usize,
+    pub(crate) destroyed: usize,
+}
+
+impl Purged {
+    fn total(&self) -> usize {
+        self.state + self.keys + self.destroyed
+    }
+
+    /// Whether a table gave a full batch, so more expired rows may be left in it.
+    fn maybe_more(&self, batch: u32) -> bool {
+        [self.state, self.keys, self.destroyed]
+            .into_iter()
+            .any(|removed| removed >= batch as usize)
+    }
+}
+
+/// Rows per table and statement in a purge, so no single write transaction runs long.
+const PURGE_BATCH: u32 = 1000;
+
+/// The component a namespace is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamespaceOwner {
+    /// The canonical path it was loaded from, if it was loaded from a file.
+    pub(crate) path: Option<String>,
+    /// Its SHA-256.
+    pub(crate) sha256: String,
+}
 
 /// Who asks to claim which key, with what input.
 #[derive(Debug, Clone)]
@@ -117,9 +157,19 @@ impl Database {
             path: path.to_owned(),
             message,
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
+        // The directory 0700 and the file 0600 before SQLite opens it: SQLite creates its
+        // -wal, -shm and journal files with the database file's mode.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::datadir::create_private_dir(parent)
                 .map_err(|e| fail(format!("cannot create directory: {e}")))?;
+        }
+        crate::datadir::create_private_file(path)
+            .map_err(|e| fail(format!("cannot create the database file 0600: {e}")))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            crate::datadir::tighten(Path::new(&companion))
+                .map_err(|e| fail(format!("cannot make {suffix} file private: {e}")))?;
         }
         let db = Database {
             inner: Arc::new(Inner {
@@ -294,8 +344,9 @@ impl Database {
         .await
     }
 
-    /// Remove expired state rows, at most `batch` of them; returns how many.
-    pub(crate) fn purge_expired(&self, batch: u32) -> DbResult<usize> {
+    /// Remove expired state rows, idempotency records and destroy records, at most `batch`
+    /// of each.
+    pub(crate) fn purge_expired(&self, batch: u32) -> DbResult<Purged> {
         self.with(|conn| {
             let now = now_ms();
             let state = conn.execute(
@@ -315,7 +366,76 @@ impl Database {
                  FROM destroyed WHERE expires_at <= ?1 LIMIT ?2)",
                 params![now, batch],
             )?;
-            Ok(state + keys + destroyed)
+            Ok(Purged {
+                state,
+                keys,
+                destroyed,
+            })
+        })
+    }
+
+    /// Purge in batches of `batch` per table until no table gives a full batch; returns the
+    /// rows removed. Each batch is a transaction of its own, so other writers get turns.
+    pub(crate) fn purge_expired_in_batches(&self, batch: u32) -> DbResult<usize> {
+        let mut total = 0;
+        loop {
+            let purged = self.purge_expired(batch)?;
+            total += purged.total();
+            if !purged.maybe_more(batch) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Purge everything expired, in batches of [`PURGE_BATCH`].
+    pub(crate) fn purge_all_expired(&self) -> DbResult<usize> {
+        self.purge_expired_in_batches(PURGE_BATCH)
+    }
+
+    // --- namespaces ---
+
+    /// Bind `namespace` to a component, or check the binding. With `rebind` (the policy
+    /// names the namespace: its author says this is the same adapter) the namespace is
+    /// bound to this component whatever it was bound to. Without it (the name came from
+    /// the file stem or the embedder's default), a namespace bound to another component is
+    /// refused with that component as `Err`; the same file path (a rebuild in place) or the
+    /// same digest (the same component elsewhere) counts as the same component.
+    pub(crate) fn bind_namespace(
+        &self,
+        namespace: &str,
+        path: Option<&str>,
+        sha256: &str,
+        rebind: bool,
+    ) -> DbResult<Result<(), NamespaceOwner>> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let owner = tx
+                .query_row(
+                    "SELECT path, sha256 FROM namespaces WHERE namespace = ?1",
+                    params![namespace],
+                    |row| {
+                        Ok(NamespaceOwner {
+                            path: row.get(0)?,
+                            sha256: row.get(1)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let same_path = |owner: &NamespaceOwner| path.is_some() && owner.path.as_deref() == path;
+            let verdict = match owner {
+                Some(owner) if owner.sha256 == sha256 && !rebind => Ok(()),
+                Some(owner) if !rebind && !same_path(&owner) => Err(owner),
+                _ => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO namespaces (namespace, path, sha256, bound_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![namespace, path, sha256, now_ms()],
+                    )?;
+                    Ok(())
+                }
+            };
+            tx.commit()?;
+            Ok(verdict)
         })
     }
 
@@ -671,6 +791,98 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(two.state_get("a", "k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(one.purge_expired(100).unwrap(), 0);
+        assert_eq!(one.purge_expired(100).unwrap(), Purged::default());
+    }
+
+    /// Insert `n` records already expired into each of the three purged tables.
+    fn plant_expired(db: &Database, n: usize) {
+        db.with(|conn| {
+            let past = now_ms() - 60_000;
+            for i in 0..n {
+                conn.execute(
+                    "INSERT INTO adapter_state VALUES ('a', ?1, x'00', ?2, ?2)",
+                    params![format!("s{i}"), past],
+                )?;
+                conn.execute(
+                    "INSERT INTO idempotency VALUES ('a', ?1, 'h', 'done', NULL, NULL, 'i', '{}', ?2, ?2)",
+                    params![format!("k{i}"), past],
+                )?;
+                conn.execute(
+                    "INSERT INTO destroyed VALUES ('a', ?1, ?2, ?2)",
+                    params![format!("i{i}"), past],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn rows(db: &Database, table: &str) -> i64 {
+        db.with(|conn| conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)))
+            .unwrap()
+    }
+
+    #[test]
+    fn purging_in_batches_goes_on_until_every_table_is_empty_of_expired_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("airlock.db")).unwrap();
+        plant_expired(&db, 25);
+        // The per-table counts: a sum of three tables compared with the batch size would
+        // stop after the first batch (30 removed is not 10).
+        assert_eq!(
+            db.purge_expired(10).unwrap(),
+            Purged {
+                state: 10,
+                keys: 10,
+                destroyed: 10
+            }
+        );
+        assert_eq!(db.purge_expired_in_batches(10).unwrap(), 45);
+        for table in ["adapter_state", "idempotency", "destroyed"] {
+            assert_eq!(rows(&db, table), 0, "{table}");
+        }
+    }
+
+    #[test]
+    fn a_namespace_stays_with_its_component_unless_the_policy_rebinds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("airlock.db")).unwrap();
+        let bind = |path: Option<&str>, sha: &str, rebind: bool| {
+            db.bind_namespace("adapter", path, sha, rebind).unwrap()
+        };
+        assert_eq!(bind(Some("/a/adapter.wasm"), "aaa", false), Ok(()));
+        // The same file rebuilt, and the same component elsewhere, are the same adapter.
+        assert_eq!(bind(Some("/a/adapter.wasm"), "aaa2", false), Ok(()));
+        assert_eq!(bind(Some("/copy/adapter.wasm"), "aaa2", false), Ok(()));
+        assert_eq!(bind(None, "aaa2", false), Ok(()));
+        // Another component is refused, naming the one the namespace belongs to.
+        let owner = NamespaceOwner {
+            path: Some("/a/adapter.wasm".into()),
+            sha256: "aaa2".into(),
+        };
+        assert_eq!(bind(Some("/b/adapter.wasm"), "bbb", false), Err(owner.clone()));
+        assert_eq!(bind(None, "bbb", false), Err(owner));
+        // A policy that names the namespace rebinds it.
+        assert_eq!(bind(Some("/b/adapter.wasm"), "bbb", true), Ok(()));
+        assert_eq!(bind(Some("/b/adapter.wasm"), "bbb", false), Ok(()));
+        assert!(bind(Some("/a/adapter.wasm"), "aaa2", false).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_directory_is_0700_and_the_database_and_its_companions_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = data.join("airlock.db");
+        let db = Database::open(&path).unwrap();
+        db.state_set("a".into(), "k".into(), b"secret".to_vec(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(mode(&data), 0o700);
+        // Open connections keep the write-ahead log and the shared-memory index in place.
+        for file in ["airlock.db", "airlock.db-wal", "airlock.db-shm"] {
+            assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        }
     }
 }

@@ -50,6 +50,26 @@ pub enum Error {
     /// wasmtime could not be configured.
     #[error("engine: {0}")]
     Engine(String),
+    /// The adapter's state namespace belongs to another component: the name came from the
+    /// file stem (or the embedder's default name), not from the policy, and a component
+    /// with another digest, loaded from another path, bound it first. Set `name` in the
+    /// policy to share the state deliberately, or pick another name.
+    #[error("{origin}: {message}")]
+    Namespace {
+        /// Where the component came from.
+        origin: String,
+        /// The namespace, whose it is, and how to proceed.
+        message: String,
+    },
+    /// The data directory, database or cache directory is not private to this user, so
+    /// compiled code is not loaded through it.
+    #[error("{message}")]
+    UntrustedDataDir {
+        /// The directory or file that is not private.
+        path: PathBuf,
+        /// What is wrong with it (owner, mode) and how to fix it.
+        message: String,
+    },
     /// The compiled-artifact cache failed.
     #[error("artifact cache {path}: {message}")]
     Cache {

@@ -30,8 +30,10 @@ use crate::operation::{Invocation, Operation, Output};
 /// How much longer than the call's deadline a claim's lease lasts.
 const LEASE_GRACE_MS: u64 = 2000;
 
+/// Every this many keyed creates on a runtime, expired records are purged off the call path.
+pub(crate) const PURGE_EVERY_CREATES: u64 = 512;
+
 static OWNERS: AtomicU64 = AtomicU64::new(0);
-static CLAIMS: AtomicU64 = AtomicU64::new(0);
 
 /// The client token for (adapter, key): stable across retries, processes and crashes,
 /// and says nothing about the key to the provider.
@@ -85,7 +87,10 @@ fn input_hash(config: &Value, params: &Value) -> String {
 }
 
 /// A test hook: with `AIRLOCK_CRASH_POINT=<name>` in the environment, the process stops
-/// dead at that point (until killed), so crash tests can SIGKILL it there.
+/// dead at that point (until killed), so crash tests can SIGKILL it there. Compiled only
+/// with the `crash-points` feature, which only the tests turn on: a shipped binary has no
+/// way to be made to hang by its environment.
+#[cfg(feature = "crash-points")]
 fn crash_point(name: &str) {
     if std::env::var("AIRLOCK_CRASH_POINT").as_deref() == Ok(name) {
         eprintln!("airlock: reached crash point {name}");
@@ -94,6 +99,10 @@ fn crash_point(name: &str) {
         }
     }
 }
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+fn crash_point(_name: &str) {}
 
 /// Run `operation`, with the idempotency rules for `create` with a key and `destroy`.
 pub(crate) async fn invoke(
@@ -174,9 +183,14 @@ async fn create(
         lease_ms: lease_ms as i64,
         window_ms: adapter.runtime.inner.config.idempotency_window.as_millis() as i64,
     };
-    if CLAIMS.fetch_add(1, Ordering::Relaxed) % 512 == 511 {
+    let creates = adapter.runtime.inner.keyed_creates.fetch_add(1, Ordering::Relaxed) + 1;
+    if creates % PURGE_EVERY_CREATES == 0 {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || db.purge_expired(10_000));
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = db.purge_all_expired() {
+                tracing::warn!(target: "airlock::idempotency", %error, "could not purge expired records");
+            }
+        });
     }
 
     // A live claim by another call is waited for, at most until its lease must be over.

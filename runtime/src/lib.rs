@@ -33,6 +33,7 @@ mod capabilities;
 pub mod conformance;
 mod contract;
 mod database;
+mod datadir;
 mod engine;
 mod error;
 mod idempotency;

@@ -24,7 +24,11 @@ use crate::policy::{Policy, validate_name};
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Where the database file (`airlock.db`) and the compiled-artifact cache (`cache/`)
-    /// live. Default: `.airlock` in the working directory.
+    /// live. Default: [`RuntimeConfig::default_data_dir`] (`$XDG_DATA_HOME/airlock`, else
+    /// `$HOME/.local/share/airlock`), never the working directory: a checkout of someone
+    /// else's repository could bring a database and compiled code of its own. Created 0700
+    /// if missing; compiled code is loaded through it only while it, the database and
+    /// `cache/` belong to this user and nobody else may write them.
     pub data_dir: PathBuf,
     /// Instances that may exist at once: the pooling allocator's size, so also the most
     /// calls in flight at once across all adapters (a call holds its instance while it
@@ -57,7 +61,8 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            data_dir: PathBuf::from(".airlock"),
+            // Empty when there is no home to put it in: `Runtime::new` then says so.
+            data_dir: RuntimeConfig::default_data_dir().unwrap_or_default(),
             pool_size: 128,
             pool_wait: None,
             max_memory_mib: 1024,
@@ -70,6 +75,12 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// The user's data directory for Airlock: `$XDG_DATA_HOME/airlock`, else
+    /// `$HOME/.local/share/airlock` (`None` if neither is an absolute path).
+    pub fn default_data_dir() -> Option<PathBuf> {
+        crate::datadir::default_data_dir()
+    }
+
     /// The default configuration with data kept in `dir`.
     pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
         RuntimeConfig {
@@ -92,11 +103,19 @@ pub(crate) struct RuntimeInner {
     cache: Option<ArtifactCache>,
     pub(crate) slots: Semaphore,
     pub(crate) config: RuntimeConfig,
+    /// Keyed creates so far; every [`crate::idempotency::PURGE_EVERY_CREATES`] of them
+    /// purge expired records.
+    pub(crate) keyed_creates: std::sync::atomic::AtomicU64,
 }
 
 impl Runtime {
     /// Build the engine, link the capabilities, open the database.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, Error> {
+        if config.data_dir.as_os_str().is_empty() {
+            return Err(Error::Engine(
+                "no data directory: neither $XDG_DATA_HOME nor $HOME is set to an absolute path; pass --data-dir DIR (or set $AIRLOCK_DATA_DIR, or RuntimeConfig::data_dir)".into(),
+            ));
+        }
         if config.pool_size == 0 {
             return Err(Error::Engine("pool_size must be at least 1".into()));
         }
@@ -109,9 +128,14 @@ impl Runtime {
         capabilities::add_to_linker(&mut linker)
             .map_err(|e| Error::Engine(format!("linking capabilities: {e:#}")))?;
         let db = Database::open(&config.data_dir.join("airlock.db"))?;
-        // Expired state is removed at start-up, in bounded batches, off the call path.
+        // Expired state and records are removed at start-up, in bounded batches, off the
+        // call path.
         let purge_db = db.clone();
-        std::thread::spawn(move || while matches!(purge_db.purge_expired(1000), Ok(1000)) {});
+        std::thread::spawn(move || {
+            if let Err(error) = purge_db.purge_all_expired() {
+                tracing::warn!(target: "airlock::database", %error, "could not purge expired records");
+            }
+        });
         let cache = config
             .cache_compiled
             .then(|| ArtifactCache::new(config.data_dir.join("cache"), db.clone(), &engine));
@@ -123,6 +147,7 @@ impl Runtime {
                 db,
                 cache,
                 config,
+                keyed_creates: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -145,16 +170,7 @@ impl Runtime {
             path: self.inner.db.path().to_owned(),
             message,
         };
-        tokio::task::spawn_blocking(move || {
-            let mut total = 0;
-            loop {
-                let removed = db.purge_expired(10_000)?;
-                total += removed;
-                if removed < 10_000 {
-                    return Ok(total);
-                }
-            }
-        })
+        tokio::task::spawn_blocking(move || db.purge_all_expired())
         .await
         .map_err(|e| fail(e.to_string()))?
         .map_err(fail)
@@ -190,8 +206,10 @@ impl Runtime {
             })
     }
 
-    /// Load the component at `path` under `policy`. The adapter's name is the policy's
-    /// `name`, or else the file stem.
+    /// Load the component at `path` under `policy`. The adapter's name (its state
+    /// namespace) is the policy's `name`, or else the file stem; a name taken from the file
+    /// stem is refused if the namespace belongs to another component (see
+    /// [`Error::Namespace`]).
     pub async fn load_file(
         &self,
         path: impl AsRef<Path>,
@@ -206,16 +224,25 @@ impl Runtime {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.load_bytes(
-            &name_from_stem(&stem),
-            bytes,
-            policy,
-            &path.display().to_string(),
-        )
-        .await
+        // The namespace binding remembers where the component came from, so that a rebuild
+        // in place keeps its state; the canonical path, so that `./a.wasm` and its absolute
+        // spelling are one place.
+        let canonical = tokio::fs::canonicalize(&path).await.unwrap_or(path.clone());
+        let default = DefaultName {
+            name: name_from_stem(&stem),
+            from: NameFrom::FileStem {
+                path: canonical.display().to_string(),
+            },
+        };
+        let runtime = self.clone();
+        let origin = path.display().to_string();
+        tokio::task::spawn_blocking(move || runtime.load_blocking(default, &bytes, policy, &origin))
+            .await
+            .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
     }
 
-    /// Load a component from memory. `default_name` is used when the policy names none;
+    /// Load a component from memory. `default_name` is used when the policy names none (and
+    /// is refused if that namespace belongs to a component with another digest);
     /// `origin` names the component in errors.
     pub async fn load_bytes(
         &self,
@@ -225,28 +252,27 @@ impl Runtime {
         origin: &str,
     ) -> Result<Adapter, Error> {
         let runtime = self.clone();
-        let default_name = default_name.to_owned();
+        let default = DefaultName {
+            name: default_name.to_owned(),
+            from: NameFrom::Embedder,
+        };
         let origin = origin.to_owned();
-        tokio::task::spawn_blocking(move || {
-            runtime.load_blocking(&default_name, &bytes, policy, &origin)
-        })
-        .await
-        .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
+        tokio::task::spawn_blocking(move || runtime.load_blocking(default, &bytes, policy, &origin))
+            .await
+            .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
     }
 
     fn load_blocking(
         &self,
-        default_name: &str,
+        default: DefaultName,
         bytes: &[u8],
         policy: Policy,
         origin: &str,
     ) -> Result<Adapter, Error> {
         let inner = &self.inner;
         policy.validate(origin, inner.config.max_memory_mib * 1024 * 1024)?;
-        let name = policy
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name.to_owned());
+        let named_by_policy = policy.name.is_some();
+        let name = policy.name.clone().unwrap_or_else(|| default.name.clone());
         validate_name(&name).map_err(|message| Error::Policy {
             origin: policy.origin.clone().unwrap_or_else(|| origin.to_owned()),
             message,
@@ -278,9 +304,68 @@ impl Runtime {
                 crate::cache::CacheOutcome::Compiled,
             ),
         };
-        let info =
-            AdapterInfo::describe(&inner.engine, &component, name, digest, bytes.len(), cache);
-        Adapter::prepare(self.clone(), component, policy, grants, info, origin)
+        let info = AdapterInfo::describe(
+            &inner.engine,
+            &component,
+            name.clone(),
+            digest.clone(),
+            bytes.len(),
+            cache,
+        );
+        let adapter = Adapter::prepare(self.clone(), component, policy, grants, info, origin)?;
+        // Bound only once the component proved to be an adapter, so a broken one never
+        // takes a namespace.
+        let path = match &default.from {
+            NameFrom::FileStem { path } => Some(path.as_str()),
+            NameFrom::Embedder => None,
+        };
+        let verdict = inner
+            .db
+            .bind_namespace(&name, path, &digest, named_by_policy)
+            .map_err(|message| Error::Database {
+                path: inner.db.path().to_owned(),
+                message,
+            })?;
+        if let Err(owner) = verdict {
+            return Err(namespace_taken(&name, &default.from, &owner, origin));
+        }
+        Ok(adapter)
+    }
+}
+
+/// The name an adapter gets when its policy has no `name`, and where it came from.
+struct DefaultName {
+    name: String,
+    from: NameFrom,
+}
+
+enum NameFrom {
+    /// The component file's stem; `path` is the file's canonical path.
+    FileStem { path: String },
+    /// The `default_name` an embedder passed to [`Runtime::load_bytes`].
+    Embedder,
+}
+
+fn namespace_taken(
+    name: &str,
+    from: &NameFrom,
+    owner: &crate::database::NamespaceOwner,
+    origin: &str,
+) -> Error {
+    let source = match from {
+        NameFrom::FileStem { .. } => "taken from the file name, as the policy sets no `name`",
+        NameFrom::Embedder => "the default name it was loaded with, as the policy sets no `name`",
+    };
+    let short = &owner.sha256[..owner.sha256.len().min(12)];
+    let belongs = match &owner.path {
+        Some(path) => format!("the component loaded from {path} (sha256 {short}…)"),
+        None => format!("another component (sha256 {short}…)"),
+    };
+    Error::Namespace {
+        origin: origin.to_owned(),
+        message: format!(
+            "its state namespace {name:?} ({source}) belongs to {belongs}, and a different component must not read its state or replay its creates; set `name = {name:?}` in the policy to share that state deliberately (an upgrade of the same adapter, say), or pick another name"
+        ),
     }
 }
 

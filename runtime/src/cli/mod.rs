@@ -1,6 +1,7 @@
 //! The `airlock` command line. Exit statuses: 0 success; 10-15 the adapter's error code
 //! (VALIDATION 10, RETRYABLE 11, PERMANENT 12, AUTH 13, LIMIT 14, INTERNAL 15); 2 a usage
-//! error; 3 the adapter or policy could not be loaded; 1 `airlock check` found a rule broken.
+//! error; 3 the adapter or policy could not be loaded, or the data directory could not be
+//! used; 1 `airlock check` found a rule broken.
 
 mod check;
 mod demo;
@@ -26,14 +27,10 @@ pub(crate) const EXIT_LOAD: u8 = 3;
     about = "Run untrusted provisioning adapters in a WebAssembly sandbox"
 )]
 struct Cli {
-    /// Where the state database and the compiled-component cache live.
-    #[arg(
-        long,
-        global = true,
-        default_value = ".airlock",
-        env = "AIRLOCK_DATA_DIR"
-    )]
-    data_dir: PathBuf,
+    /// Where the state database and the compiled-component cache live [default:
+    /// $XDG_DATA_HOME/airlock, else ~/.local/share/airlock; never the working directory].
+    #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Host log filter (tracing syntax), e.g. `info` or `airlock::guest=debug`.
     #[arg(long, global = true, default_value = "warn", env = "AIRLOCK_LOG")]
     log: String,
@@ -74,13 +71,18 @@ pub(crate) fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
+    // An empty path makes `Runtime::new` say that there is no home to put data in.
+    let data_dir = cli
+        .data_dir
+        .or_else(RuntimeConfig::default_data_dir)
+        .unwrap_or_default();
     tokio.block_on(async move {
         match cli.command {
-            Command::Invoke(args) => invoke::run(&cli.data_dir, args).await,
-            Command::Inspect(args) => inspect::run(&cli.data_dir, args).await,
+            Command::Invoke(args) => invoke::run(&data_dir, args).await,
+            Command::Inspect(args) => inspect::run(&data_dir, args).await,
             Command::Check(args) => check::run(args).await,
             Command::Demo(args) => demo::run(args).await,
-            Command::Soak(args) => soak::run(&cli.data_dir, args).await,
+            Command::Soak(args) => soak::run(&data_dir, args).await,
             Command::New(args) => new::run(args),
             Command::Fakecloud(args) => match fakecloud::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
