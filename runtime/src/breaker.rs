@@ -195,7 +195,10 @@ mod tests {
     fn opens_after_the_threshold_and_half_opens_after_the_cooldown() {
         let breaker = CircuitBreaker::new(3, COOLDOWN);
         for _ in 0..2 {
-            breaker.admit("a").unwrap().record(Some(ErrorCode::Retryable));
+            breaker
+                .admit("a")
+                .unwrap()
+                .record(Some(ErrorCode::Retryable));
         }
         // A proper answer resets the count.
         breaker
@@ -252,12 +255,16 @@ mod tests {
         breaker.admit("a").unwrap().record(Some(ErrorCode::Auth));
         let refused = breaker.admit("a").unwrap_err();
         assert!(
-            refused.message.starts_with("circuit open for adapter \"a\""),
+            refused
+                .message
+                .starts_with("circuit open for adapter \"a\""),
             "{}",
             refused.message
         );
         std::thread::sleep(COOLDOWN + Duration::from_millis(10));
-        breaker.admit("a").expect("the next probe after the cool-down");
+        breaker
+            .admit("a")
+            .expect("the next probe after the cool-down");
     }
 
     #[test]
@@ -277,13 +284,19 @@ mod tests {
         let breaker = CircuitBreaker::new(2, COOLDOWN);
         let early = breaker.admit("a").unwrap(); // in flight while the circuit opens
         for _ in 0..2 {
-            breaker.admit("a").unwrap().record(Some(ErrorCode::Retryable));
+            breaker
+                .admit("a")
+                .unwrap()
+                .record(Some(ErrorCode::Retryable));
         }
         std::thread::sleep(COOLDOWN + Duration::from_millis(10));
         let probe = breaker.admit("a").unwrap();
         early.record(None); // a stale success does not close the circuit
         assert!(breaker.admit("a").is_err(), "still half-open");
         probe.record(Some(ErrorCode::Retryable));
-        assert!(breaker.admit("a").is_err(), "the probe's failure reopened it");
+        assert!(
+            breaker.admit("a").is_err(),
+            "the probe's failure reopened it"
+        );
     }
 }

@@ -421,7 +421,8 @@ impl Database {
                     },
                 )
                 .optional()?;
-            let same_path = |owner: &NamespaceOwner| path.is_some() && owner.path.as_deref() == path;
+            let same_path =
+                |owner: &NamespaceOwner| path.is_some() && owner.path.as_deref() == path;
             let verdict = match owner {
                 Some(owner) if owner.sha256 == sha256 && !rebind => Ok(()),
                 Some(owner) if !rebind && !same_path(&owner) => Err(owner),
@@ -860,7 +861,10 @@ mod tests {
             path: Some("/a/adapter.wasm".into()),
             sha256: "aaa2".into(),
         };
-        assert_eq!(bind(Some("/b/adapter.wasm"), "bbb", false), Err(owner.clone()));
+        assert_eq!(
+            bind(Some("/b/adapter.wasm"), "bbb", false),
+            Err(owner.clone())
+        );
         assert_eq!(bind(None, "bbb", false), Err(owner));
         // A policy that names the namespace rebinds it.
         assert_eq!(bind(Some("/b/adapter.wasm"), "bbb", true), Ok(()));

@@ -72,8 +72,7 @@ pub(crate) fn tighten(file: &Path) -> std::io::Result<()> {
         let Ok(metadata) = std::fs::symlink_metadata(file) else {
             return Ok(());
         };
-        if metadata.is_file() && metadata.uid() == current_uid() && metadata.mode() & 0o077 != 0
-        {
+        if metadata.is_file() && metadata.uid() == current_uid() && metadata.mode() & 0o077 != 0 {
             set_mode(file, metadata.mode() & 0o700)?;
         }
     }

@@ -183,7 +183,12 @@ async fn create(
         lease_ms: lease_ms as i64,
         window_ms: adapter.runtime.inner.config.idempotency_window.as_millis() as i64,
     };
-    let creates = adapter.runtime.inner.keyed_creates.fetch_add(1, Ordering::Relaxed) + 1;
+    let creates = adapter
+        .runtime
+        .inner
+        .keyed_creates
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
     if creates % PURGE_EVERY_CREATES == 0 {
         let db = db.clone();
         tokio::task::spawn_blocking(move || {

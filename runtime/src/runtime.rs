@@ -171,9 +171,9 @@ impl Runtime {
             message,
         };
         tokio::task::spawn_blocking(move || db.purge_all_expired())
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(fail)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(fail)
     }
 
     /// Forget what the idempotency layer recorded for `adapter`: finished creates and

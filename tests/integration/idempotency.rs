@@ -523,3 +523,279 @@ async fn calls_beyond_the_adapters_concurrency_limit_wait_their_turn() {
         started.elapsed()
     );
 }
+
+/// The http-probe adapter under a breaker that opens after 2 failures for `cooldown_ms`.
+async fn probe_with_breaker(
+    runtime: &Runtime,
+    cloud: &CloudProcess,
+    cooldown_ms: u64,
+) -> airlock::Adapter {
+    let policy = format!(
+        "[limits]\nbreaker_failures = 2\nbreaker_cooldown_ms = {cooldown_ms}\n\n[[http.allow]]\nurl = \"{}/\"\naddresses = [\"127.0.0.1/32\"]\n",
+        cloud.base
+    );
+    load(runtime, HOSTILE_HTTP_PROBE, &policy).await
+}
+
+fn status_op() -> Operation {
+    Operation::Status {
+        instance_id: "i".into(),
+    }
+}
+
+/// Open the circuit with two AUTH failures (no token: fakecloud answers 401), then wait
+/// out the cool-down.
+async fn open_then_cool_down(probe: &airlock::Adapter, failing: &Value, cooldown_ms: u64) {
+    for _ in 0..2 {
+        assert_eq!(
+            probe.status(failing, "i").await.unwrap_err().error_code,
+            ErrorCode::Auth
+        );
+    }
+    assert!(probe.invoke(failing, status_op()).await.result.is_err());
+    tokio::time::sleep(Duration::from_millis(cooldown_ms + 100)).await;
+}
+
+/// Wait until fakecloud has received more than `before` `/v1` requests.
+async fn until_requests_exceed(cloud: &CloudProcess, before: u64) {
+    let waiting = Instant::now();
+    while cloud.requests() == before {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "the probe never reached fakecloud"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const HALF_OPEN: &str = "circuit half-open for adapter \"hostile_http_probe\": one probe call is testing the provider, and other calls are refused until it ends";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_lets_exactly_one_probe_through_while_concurrent_callers_are_refused() {
+    let t = runtime();
+    let cloud = CloudProcess::start(0);
+    let probe = probe_with_breaker(&t.runtime, &cloud, 500).await;
+    let failing = json!({ "url": format!("{}/v1/databases", cloud.base) });
+    open_then_cool_down(&probe, &failing, 500).await;
+
+    // The first call after the cool-down is the probe; fakecloud holds its request 3 s, far
+    // longer than starting the other callers takes even on a loaded machine.
+    cloud.fault(json!({ "delayMillis": 3000, "count": 1 }));
+    let before = cloud.requests();
+    let first = {
+        let (probe, failing) = (probe.clone(), failing.clone());
+        tokio::spawn(async move { probe.invoke(&failing, status_op()).await })
+    };
+    until_requests_exceed(&cloud, before).await;
+    let others: Vec<_> = (0..8)
+        .map(|_| {
+            let (probe, failing) = (probe.clone(), failing.clone());
+            tokio::spawn(async move { probe.invoke(&failing, status_op()).await })
+        })
+        .collect();
+    for other in others {
+        let other = other.await.unwrap();
+        assert!(!other.receipt.instantiated, "only the probe runs");
+        let error = other.result.unwrap_err();
+        assert_eq!(
+            (error.error_code, error.message.as_str(), error.raw),
+            (
+                ErrorCode::Retryable,
+                HALF_OPEN,
+                Some(json!({ "retryAfter": 1 }))
+            )
+        );
+    }
+    let first = first.await.unwrap();
+    assert!(first.receipt.instantiated);
+    assert_eq!(first.result.unwrap_err().error_code, ErrorCode::Auth);
+    assert_eq!(
+        cloud.requests(),
+        before + 1,
+        "one request reached the provider while half-open"
+    );
+    // The probe failed: the circuit is open again for a full cool-down.
+    let error = probe
+        .invoke(&failing, status_op())
+        .await
+        .result
+        .unwrap_err();
+    assert!(
+        error.message.starts_with("circuit open for adapter \"hostile_http_probe\" after 2 consecutive RETRYABLE or AUTH failures; calls resume in "),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_wedge_the_breaker_and_a_good_probe_closes_it() {
+    let t = runtime();
+    let cloud = CloudProcess::start(0);
+    let probe = probe_with_breaker(&t.runtime, &cloud, 300).await;
+    let failing = json!({ "url": format!("{}/v1/databases", cloud.base) });
+    // fakecloud's stats answer 200 without a token: the guest then gives up PERMANENT,
+    // which is an answer from the provider, not a failure the breaker counts.
+    let answering = json!({ "url": format!("{}/_admin/stats", cloud.base) });
+    open_then_cool_down(&probe, &failing, 300).await;
+
+    // The probe's request is held at the provider, and its caller gives up on it.
+    cloud.fault(json!({ "delayMillis": 30_000, "count": 1 }));
+    let before = cloud.requests();
+    let cancelled = {
+        let (probe, failing) = (probe.clone(), failing.clone());
+        tokio::spawn(async move { probe.invoke(&failing, status_op()).await })
+    };
+    until_requests_exceed(&cloud, before).await;
+    let refused = probe.invoke(&answering, status_op()).await;
+    assert_eq!(refused.result.unwrap_err().message, HALF_OPEN);
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+
+    // The next call is the new probe; its answer closes the circuit.
+    let next = probe.invoke(&answering, status_op()).await;
+    assert!(next.receipt.instantiated, "the next call became the probe");
+    let error = next.result.unwrap_err();
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (ErrorCode::Permanent, "gave up after HTTP 200")
+    );
+    for _ in 0..3 {
+        let call = probe.invoke(&answering, status_op()).await;
+        assert!(call.receipt.instantiated, "closed: every call runs");
+    }
+}
+
+/// The database file of a test runtime, opened beside it.
+fn database(dir: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("airlock.db")).unwrap()
+}
+
+fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Insert `n` already expired rows into each table a purge empties, for adapter `old`.
+fn plant_expired(db: &rusqlite::Connection, n: usize) {
+    let past = airlock_now_ms() - 60_000;
+    for i in 0..n {
+        db.execute(
+            "INSERT INTO adapter_state VALUES ('old', ?1, x'00', ?2, ?2)",
+            rusqlite::params![format!("s{i}"), past],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO idempotency VALUES ('old', ?1, 'h', 'done', NULL, NULL, 'i', '{}', ?2, ?2)",
+            rusqlite::params![format!("k{i}"), past],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO destroyed VALUES ('old', ?1, ?2, ?2)",
+            rusqlite::params![format!("i{i}"), past],
+        )
+        .unwrap();
+    }
+}
+
+fn airlock_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Rows of adapter `old` left in (state, idempotency, destroyed).
+fn planted_left(db: &rusqlite::Connection) -> (i64, i64, i64) {
+    (
+        count(
+            db,
+            "SELECT COUNT(*) FROM adapter_state WHERE namespace = 'old'",
+        ),
+        count(db, "SELECT COUNT(*) FROM idempotency WHERE adapter = 'old'"),
+        count(db, "SELECT COUNT(*) FROM destroyed WHERE adapter = 'old'"),
+    )
+}
+
+/// Poll (the purge runs off the call path) until `done`, for at most 30 s.
+async fn eventually(mut done: impl FnMut() -> bool, what: &str) {
+    let waiting = Instant::now();
+    while !done() {
+        assert!(waiting.elapsed() < Duration::from_secs(30), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Create the database's schema with a runtime, and wait until that runtime and its
+/// start-up purge are gone: SQLite deletes the write-ahead log when its last connection
+/// closes. After this, only what the test starts touches the file.
+async fn schema_only(dir: &std::path::Path) {
+    drop(runtime_in(dir));
+    let wal = dir.join("airlock.db-wal");
+    eventually(|| !wal.exists(), "the first runtime's connections closed").await;
+}
+
+#[tokio::test]
+async fn the_start_up_purge_goes_on_past_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    schema_only(dir.path()).await;
+    let db = database(dir.path());
+    // 1,500 expired rows in each table: the first batch removes 1,000 of each (3,000 in
+    // all), and the loop must go on for the other 500 of each.
+    db.execute_batch("BEGIN").unwrap();
+    plant_expired(&db, 1500);
+    db.execute_batch("COMMIT").unwrap();
+    let _runtime = runtime_in(dir.path());
+    eventually(
+        || planted_left(&db) == (0, 0, 0),
+        "the start-up purge left expired rows",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn expired_records_are_purged_every_512_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    schema_only(dir.path()).await;
+    let db = database(dir.path());
+    // One expired row, so the test knows when the start-up purge has run (after it, no
+    // table gave a full batch, so it is over).
+    plant_expired(&db, 1);
+    let runtime = runtime_in(dir.path());
+    eventually(|| planted_left(&db) == (0, 0, 0), "the start-up purge").await;
+    plant_expired(&db, 50);
+
+    let example = load(&runtime, EXAMPLE_ADAPTER, "").await;
+    let config = example_config(0);
+    let create = |i: usize| {
+        let example = example.clone();
+        let config = config.clone();
+        async move {
+            example
+                .create(
+                    &config,
+                    &json!({ "name": format!("p{i}") }),
+                    Some(&format!("p{i}")),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    for i in 0..511 {
+        create(i).await;
+    }
+    assert_eq!(
+        planted_left(&db),
+        (50, 50, 50),
+        "no purge before the 512th create"
+    );
+    create(511).await;
+    eventually(
+        || planted_left(&db) == (0, 0, 0),
+        "the 512th create purged the expired records",
+    )
+    .await;
+    assert_eq!(
+        runtime.idempotency_records().await.unwrap(),
+        512,
+        "live records stay"
+    );
+}

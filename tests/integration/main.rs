@@ -16,3 +16,4 @@ mod idempotency;
 mod loading;
 mod new;
 mod pool;
+mod storage;
