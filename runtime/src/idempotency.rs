@@ -189,7 +189,7 @@ async fn create(
         .keyed_creates
         .fetch_add(1, Ordering::Relaxed)
         + 1;
-    if creates % PURGE_EVERY_CREATES == 0 {
+    if creates.is_multiple_of(PURGE_EVERY_CREATES) {
         let db = db.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(error) = db.purge_all_expired() {

@@ -221,6 +221,9 @@ async fn create_through_example(runtime: &Runtime) -> Result<(String, bool), Err
     Ok((created.instance_id, created.created))
 }
 
+/// A way to spoil the data directory, the way to mend it, and the refusal it causes.
+type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>, String);
+
 #[tokio::test]
 async fn a_planted_artifact_in_a_data_dir_others_control_never_runs() {
     let me = uid();
@@ -237,7 +240,7 @@ async fn a_planted_artifact_in_a_data_dir_others_control_never_runs() {
         )
     };
     let own = "use a data directory of your own (--data-dir DIR, $AIRLOCK_DATA_DIR or RuntimeConfig::data_dir)";
-    let cases: Vec<(&str, Box<dyn Fn()>, Box<dyn Fn()>, String)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "data dir writable by everyone",
             Box::new(|| chmod(&data, 0o777)),
