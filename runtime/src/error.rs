@@ -61,6 +61,11 @@ pub enum Error {
         /// The namespace, whose it is, and how to proceed.
         message: String,
     },
+    /// No data directory was given and there is no home to put the default in.
+    #[error(
+        "no data directory: neither $XDG_DATA_HOME nor $HOME is set to an absolute path; pass --data-dir DIR (or set $AIRLOCK_DATA_DIR, or RuntimeConfig::data_dir)"
+    )]
+    NoDataDir,
     /// The data directory, database or cache directory is not private to this user, so
     /// compiled code is not loaded through it.
     #[error("{message}")]

@@ -112,9 +112,7 @@ impl Runtime {
     /// Build the engine, link the capabilities, open the database.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, Error> {
         if config.data_dir.as_os_str().is_empty() {
-            return Err(Error::Engine(
-                "no data directory: neither $XDG_DATA_HOME nor $HOME is set to an absolute path; pass --data-dir DIR (or set $AIRLOCK_DATA_DIR, or RuntimeConfig::data_dir)".into(),
-            ));
+            return Err(Error::NoDataDir);
         }
         if config.pool_size == 0 {
             return Err(Error::Engine("pool_size must be at least 1".into()));

@@ -178,7 +178,7 @@ fn the_default_data_dir_is_the_users_not_the_working_directory() {
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(
         stderr(&output),
-        "error: engine: no data directory: neither $XDG_DATA_HOME nor $HOME is set to an absolute path; pass --data-dir DIR (or set $AIRLOCK_DATA_DIR, or RuntimeConfig::data_dir)\n"
+        "error: no data directory: neither $XDG_DATA_HOME nor $HOME is set to an absolute path; pass --data-dir DIR (or set $AIRLOCK_DATA_DIR, or RuntimeConfig::data_dir)\n"
     );
 }
 
