@@ -479,7 +479,11 @@ url = "http://[::ffff:0:7f00:1]:{port}/"
     for (i, expected) in expected.iter().enumerate() {
         assert_eq!(&outcomes[i], expected, "outcome {i}");
     }
-    assert_eq!(outcomes[9]["status"], 200, "the honest request: {}", outcomes[9]);
+    assert_eq!(
+        outcomes[9]["status"], 200,
+        "the honest request: {}",
+        outcomes[9]
+    );
     // The provider's side: one connection, one request, the honest one.
     let heads = provider.heads();
     assert_eq!((provider.connections(), heads.len()), (1, 1), "{heads:?}");

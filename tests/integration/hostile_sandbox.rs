@@ -249,13 +249,14 @@ pub(crate) async fn header_flood() {
             head.contains(&format!("\r\nauthorization: bearer {secret}\r\n")),
             "{attack}: {head}"
         );
-        assert!(!head.contains("x-flood") && !head.contains("x-big"), "{attack}");
+        assert!(
+            !head.contains("x-flood") && !head.contains("x-big"),
+            "{attack}"
+        );
     }
 
     // Returned with `?`, the flood ends the call in `LIMIT` with the host's message.
-    let invocation = adapter
-        .invoke(&json!({ "url": base }), status())
-        .await;
+    let invocation = adapter.invoke(&json!({ "url": base }), status()).await;
     let error = invocation.result.expect_err("the flood fails the call");
     assert_eq!(
         (error.error_code, error.message.as_str(), error.origin),

@@ -356,7 +356,10 @@ mod tests {
             (format!("::{v4}"), Embedding::Compatible),
             (format!("::ffff:0:{v4}"), Embedding::Translated),
             (format!("2002:{hi:x}:{lo:x}::"), Embedding::SixToFour),
-            (format!("2002:{hi:x}:{lo:x}:1:2:3:4:5"), Embedding::SixToFour),
+            (
+                format!("2002:{hi:x}:{lo:x}:1:2:3:4:5"),
+                Embedding::SixToFour,
+            ),
             (format!("64:ff9b::{v4}"), Embedding::Nat64),
             (format!("64:ff9b:1::{v4}"), Embedding::Nat64LocalUse),
         ]
@@ -433,7 +436,14 @@ mod tests {
 
     #[test]
     fn only_plain_ipv6_and_unrelated_forms_are_not_wrappers() {
-        for plain in ["::", "::1", "2001:db8::1", "2003::1", "64:ff9b:2::1", "::fffe:1:2"] {
+        for plain in [
+            "::",
+            "::1",
+            "2001:db8::1",
+            "2003::1",
+            "64:ff9b:2::1",
+            "::fffe:1:2",
+        ] {
             assert_eq!(embedded_ipv4(plain.parse().unwrap()), None, "{plain}");
         }
         // Not 0.0.0.0 or 0.0.0.1: the unspecified and loopback addresses keep their names.
