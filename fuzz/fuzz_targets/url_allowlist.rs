@@ -270,7 +270,7 @@ fn wrappers(v4: Ipv4Addr) -> Vec<(Ipv6Addr, bool, bool)> {
     let v6 = |bits: u128| Ipv6Addr::from(bits);
     let mut forms = vec![
         (v4.to_ipv6_mapped(), false, true),
-        (v6(0xffff_0000_0000 | n), false, false),
+        (v6((0xffff << 48) | n), false, false),
         (v6((0x2002 << 112) | (n << 80) | 0x1234), false, false),
         (v6((0x64_ff9b << 96) | n), false, false),
         (v6((0x64_ff9b_0001 << 80) | n), true, false),
