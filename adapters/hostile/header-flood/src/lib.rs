@@ -41,7 +41,9 @@ fn seen(error: HttpError) -> serde_json::Value {
     json!({ "error": kind, "message": message })
 }
 
-fn outcome(result: std::result::Result<airlock_sdk::http::Response, HttpError>) -> serde_json::Value {
+fn outcome(
+    result: std::result::Result<airlock_sdk::http::Response, HttpError>,
+) -> serde_json::Value {
     match result {
         Ok(response) => json!({ "status": response.status }),
         Err(error) => seen(error),
