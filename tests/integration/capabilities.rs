@@ -386,7 +386,7 @@ destinations = ["{base}/v1/"]
 }
 
 /// Hop-by-hop headers, credentials in the URL, IPv6 forms that wrap a loopback or metadata
-/// IPv4 address, and a header flood, from inside a guest: each refused with its exact
+/// IPv4 address, a header flood and an overlong URL, from inside a guest: each refused with its exact
 /// message, and the provider listening on 127.0.0.1 sees only the one honest request sent
 /// after them.
 #[tokio::test]
@@ -429,6 +429,7 @@ url = "http://[::ffff:0:7f00:1]:{port}/"
             { "url": "http://[2002:a9fe:a9fe::]/latest/meta-data/" },
             { "url": format!("http://[::ffff:0:7f00:1]:{port}/") },
             { "url": base, "flood": 40_000 },
+            { "url": format!("{base}{}", "a".repeat(9000)) },
             { "url": base },
         ]),
     )
@@ -475,14 +476,22 @@ url = "http://[::ffff:0:7f00:1]:{port}/"
             "error": "limit-exceeded",
             "message": "the request has 40000 headers (secret headers included); the limit is 64 (http.max_request_headers)",
         }),
+        json!({
+            "error": "limit-exceeded",
+            "message": format!(
+                "the URL is {} bytes; the limit is 8192 (http.max_url_bytes)",
+                base.len() + 9000
+            ),
+        }),
     ];
     for (i, expected) in expected.iter().enumerate() {
         assert_eq!(&outcomes[i], expected, "outcome {i}");
     }
+    assert_eq!(outcomes.len(), 11);
     assert_eq!(
-        outcomes[9]["status"], 200,
+        outcomes[10]["status"], 200,
         "the honest request: {}",
-        outcomes[9]
+        outcomes[10]
     );
     // The provider's side: one connection, one request, the honest one.
     let heads = provider.heads();
