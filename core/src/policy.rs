@@ -25,6 +25,15 @@
 //! max_concurrent_calls = 64   # per adapter; more wait their turn
 //! breaker_failures = 10       # consecutive RETRYABLE/AUTH failures that open the circuit
 //! breaker_cooldown_ms = 30_000
+//!
+//! [http]
+//! max_requests_per_call = 32
+//! max_request_body_bytes = 1_048_576
+//! max_response_body_bytes = 4_194_304
+//! request_timeout_ms = 10_000 # never past the call's deadline
+//! max_url_bytes = 8_192       # longest request URL
+//! max_request_headers = 64    # headers per request, secret headers included
+//! max_request_header_bytes = 16_384 # names and values together, secrets in place
 //! ```
 
 use std::collections::BTreeMap;
@@ -88,6 +97,15 @@ pub struct HttpConfig {
     pub max_response_body_bytes: u64,
     /// Per-request timeout, in milliseconds (always inside the call's deadline).
     pub request_timeout_ms: u64,
+    /// Longest request URL, in bytes, as the guest wrote it.
+    pub max_url_bytes: u64,
+    /// Headers per request, secret headers included. The host checks the count before it
+    /// builds a single header, so a guest cannot make it hold more (past 32,768 entries
+    /// the `http` crate's header map would abort the process).
+    pub max_request_headers: u32,
+    /// Bytes of all request headers together: every name and value, with each secret
+    /// header counted as it will be sent (its secret in place of every `{secret}`).
+    pub max_request_header_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -98,6 +116,9 @@ impl Default for HttpConfig {
             max_request_body_bytes: 1024 * 1024,
             max_response_body_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
+            max_url_bytes: 8 * 1024,
+            max_request_headers: 64,
+            max_request_header_bytes: 16 * 1024,
         }
     }
 }
@@ -341,7 +362,7 @@ impl Policy {
             message,
         };
         let http = &self.http;
-        let checks: [(&str, u64, u64, u64); 4] = [
+        let checks: [(&str, u64, u64, u64); 7] = [
             (
                 "http.max_requests_per_call",
                 u64::from(http.max_requests_per_call),
@@ -365,6 +386,21 @@ impl Policy {
                 http.request_timeout_ms,
                 1,
                 15 * 60 * 1000,
+            ),
+            ("http.max_url_bytes", http.max_url_bytes, 64, 64 * 1024),
+            // The `http` crate's header map holds at most 32,768 entries; 1,024 keeps every
+            // policy far from it.
+            (
+                "http.max_request_headers",
+                u64::from(http.max_request_headers),
+                1,
+                1024,
+            ),
+            (
+                "http.max_request_header_bytes",
+                http.max_request_header_bytes,
+                256,
+                1024 * 1024,
             ),
         ];
         for (name, value, min, max) in checks {
@@ -453,6 +489,49 @@ mod tests {
             err.to_string(),
             "policy p.toml: limits.memory_mib = 100000 is out of range (1 to 4096)"
         );
+    }
+
+    #[test]
+    fn http_bounds_have_defaults_and_ranges() {
+        let policy = Policy::from_toml("", "p.toml").unwrap();
+        assert_eq!(
+            (
+                policy.http.max_url_bytes,
+                policy.http.max_request_headers,
+                policy.http.max_request_header_bytes
+            ),
+            (8192, 64, 16384)
+        );
+        for (text, message) in [
+            (
+                "[http]\nmax_request_headers = 0\n",
+                "policy p.toml: http.max_request_headers = 0 is out of range (1 to 1024)",
+            ),
+            (
+                "[http]\nmax_request_headers = 40000\n",
+                "policy p.toml: http.max_request_headers = 40000 is out of range (1 to 1024)",
+            ),
+            (
+                "[http]\nmax_request_header_bytes = 100\n",
+                "policy p.toml: http.max_request_header_bytes = 100 is out of range (256 to 1048576)",
+            ),
+            (
+                "[http]\nmax_url_bytes = 1000000\n",
+                "policy p.toml: http.max_url_bytes = 1000000 is out of range (64 to 65536)",
+            ),
+        ] {
+            let policy = Policy::from_toml(text, "p.toml").unwrap();
+            assert_eq!(
+                policy.validate("p.toml", 4 << 30).unwrap_err().to_string(),
+                message
+            );
+        }
+        let policy = Policy::from_toml(
+            "[http]\nmax_url_bytes = 512\nmax_request_headers = 1024\nmax_request_header_bytes = 1048576\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(policy.validate("p.toml", 4 << 30), Ok(()));
     }
 
     #[test]

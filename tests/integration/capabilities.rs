@@ -385,6 +385,122 @@ destinations = ["{base}/v1/"]
     );
 }
 
+/// Hop-by-hop headers, credentials in the URL, IPv6 forms that wrap a loopback or metadata
+/// IPv4 address, a header flood and an overlong URL, from inside a guest: each refused with its exact
+/// message, and the provider listening on 127.0.0.1 sees only the one honest request sent
+/// after them.
+#[tokio::test]
+async fn header_address_and_flood_tricks_from_inside_a_guest_never_reach_the_provider() {
+    let t = runtime();
+    let provider = RecordingListener::start().await;
+    let port = provider.port();
+    let policy = format!(
+        r#"[http]
+max_requests_per_call = 16
+
+[[http.allow]]
+url = "http://127.0.0.1:{port}/"
+addresses = ["127.0.0.1/32"]
+
+[[http.allow]]
+url = "http://[::ffff:127.0.0.1]:{port}/"
+
+[[http.allow]]
+url = "http://[2002:7f00:1::]:{port}/"
+
+[[http.allow]]
+url = "http://[2002:a9fe:a9fe::]/"
+
+[[http.allow]]
+url = "http://[::ffff:0:7f00:1]:{port}/"
+"#
+    );
+    let adapter = load(&t.runtime, HOSTILE_HTTP_PROBE, &policy).await;
+    let base = format!("http://127.0.0.1:{port}/");
+    let outcomes = probe(
+        &adapter,
+        json!([
+            { "url": base, "headers": [["Connection", "close"]] },
+            { "url": base, "headers": [["Upgrade", "websocket"]] },
+            { "url": base, "headers": [["Expect", "100-continue"]] },
+            { "url": format!("http://user:pw@127.0.0.1:{port}/") },
+            { "url": format!("http://[::ffff:127.0.0.1]:{port}/") },
+            { "url": format!("http://[2002:7f00:1::]:{port}/") },
+            { "url": "http://[2002:a9fe:a9fe::]/latest/meta-data/" },
+            { "url": format!("http://[::ffff:0:7f00:1]:{port}/") },
+            { "url": base, "flood": 40_000 },
+            { "url": format!("{base}{}", "a".repeat(9000)) },
+            { "url": base },
+        ]),
+    )
+    .await;
+    let expected = [
+        json!({ "error": "invalid", "message": "header `connection` is set by the host, not the adapter" }),
+        json!({ "error": "invalid", "message": "header `upgrade` is set by the host, not the adapter" }),
+        json!({ "error": "invalid", "message": "header `expect` is set by the host, not the adapter" }),
+        json!({
+            "error": "invalid",
+            "message": format!("http://user:pw@127.0.0.1:{port}/: credentials in the URL are not allowed; use a secret header"),
+        }),
+        json!({
+            "error": "denied",
+            "message": format!(
+                "GET http://[::ffff:7f00:1]:{port}/ denied: ::ffff:127.0.0.1 is ::ffff:127.0.0.1, a loopback address \
+                 (127.0.0.1 inside an IPv4-mapped address, ::ffff:0:0/96); `addresses = [\"127.0.0.1/32\"]` in the \
+                 [[http.allow]] entry on line 8 would allow it"
+            ),
+        }),
+        json!({
+            "error": "denied",
+            "message": format!(
+                "GET http://[2002:7f00:1::]:{port}/ denied: 2002:7f00:1:: is 2002:7f00:1::, a loopback address \
+                 (127.0.0.1 inside a 6to4 address, 2002::/16); `addresses = [\"2002:7f00:1::/128\"]` in the \
+                 [[http.allow]] entry on line 11 would allow it"
+            ),
+        }),
+        json!({
+            "error": "denied",
+            "message": "GET http://[2002:a9fe:a9fe::]/latest/meta-data/ denied: 2002:a9fe:a9fe:: is 2002:a9fe:a9fe::, \
+                        a cloud metadata address (169.254.169.254 inside a 6to4 address, 2002::/16); \
+                        `addresses = [\"2002:a9fe:a9fe::/128\"]` in the [[http.allow]] entry on line 14 would allow it",
+        }),
+        json!({
+            "error": "denied",
+            "message": format!(
+                "GET http://[::ffff:0:7f00:1]:{port}/ denied: ::ffff:0:7f00:1 is ::ffff:0:7f00:1, a loopback address \
+                 (127.0.0.1 inside an IPv4-translated address, ::ffff:0:0:0/96); `addresses = [\"::ffff:0:7f00:1/128\"]` \
+                 in the [[http.allow]] entry on line 17 would allow it"
+            ),
+        }),
+        json!({
+            "error": "limit-exceeded",
+            "message": "the request has 40000 headers (secret headers included); the limit is 64 (http.max_request_headers)",
+        }),
+        json!({
+            "error": "limit-exceeded",
+            "message": format!(
+                "the URL is {} bytes; the limit is 8192 (http.max_url_bytes)",
+                base.len() + 9000
+            ),
+        }),
+    ];
+    for (i, expected) in expected.iter().enumerate() {
+        assert_eq!(&outcomes[i], expected, "outcome {i}");
+    }
+    assert_eq!(outcomes.len(), 11);
+    assert_eq!(
+        outcomes[10]["status"], 200,
+        "the honest request: {}",
+        outcomes[10]
+    );
+    // The provider's side: one connection, one request, the honest one.
+    let heads = provider.heads();
+    assert_eq!((provider.connections(), heads.len()), (1, 1), "{heads:?}");
+    assert!(heads[0].starts_with("GET / HTTP/1.1\r\n"), "{}", heads[0]);
+    assert!(!heads[0].to_ascii_lowercase().contains("x-flood"));
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
 #[tokio::test]
 async fn the_request_budget_and_an_empty_allow_list_hold() {
     let t = runtime();

@@ -158,6 +158,120 @@ pub(crate) async fn denied_retry_loop() {
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
+/// 40,000 distinct header names used to abort the process (`HeaderMap::append` panics past
+/// 32,768 entries); a million `{secret}` in a template, and 100,000 `secrets.get` calls, made
+/// the host allocate without a bound. Each now ends in its exact error while the process
+/// lives; the honest request after it, in the same call, reaches the provider; the floods
+/// never do.
+#[tokio::test]
+pub(crate) async fn header_flood() {
+    let t = runtime();
+    let provider = RecordingListener::start().await;
+    let base = format!("http://127.0.0.1:{}/", provider.port());
+    let secret = "header-flood-secret-0123456789";
+    let file = t.dir.path().join("token");
+    std::fs::write(&file, secret).unwrap();
+    let policy = format!(
+        "[[http.allow]]\nurl = \"{base}\"\naddresses = [\"127.0.0.1/32\"]\n\n\
+         [secrets.token]\nsource = \"file:{}\"\ndestinations = [\"{base}\"]\n",
+        file.display()
+    );
+    let adapter = load(&t.runtime, HOSTILE_HEADER_FLOOD, &policy).await;
+    let too_many = "the request has 40000 headers (secret headers included); the limit is 64 (http.max_request_headers)";
+    let honest = json!({ "status": 200 });
+    let cases = [
+        (
+            "headers",
+            json!({ "error": "limit-exceeded", "message": too_many }),
+            2,
+        ),
+        (
+            "header-bytes",
+            json!({
+                "error": "limit-exceeded",
+                "message": "the request's headers are 1048604 bytes (names and values, secret headers with the secret in place); the limit is 16384 (http.max_request_header_bytes)",
+            }),
+            2,
+        ),
+        (
+            // "authorization" and 1,000,000 times the 30-byte secret, counted before placing it.
+            "template",
+            json!({
+                "error": "limit-exceeded",
+                "message": "the request's headers are 30000013 bytes (names and values, secret headers with the secret in place); the limit is 16384 (http.max_request_header_bytes)",
+            }),
+            2,
+        ),
+        (
+            "handles",
+            json!({
+                "held": 64,
+                "refused": 99_936,
+                "firstRefusal": {
+                    "error": "unavailable",
+                    "message": "secret unavailable: this call already holds 64 secret handles, the most one call may hold at once; reuse the handle you have for \"token\" (one handle serves every request) or drop handles you no longer need",
+                },
+                "afterDrop": "ok",
+            }),
+            1,
+        ),
+    ];
+    for (i, (attack, expected, requests)) in cases.into_iter().enumerate() {
+        let invocation = adapter
+            .invoke(
+                &json!({}),
+                Operation::Create {
+                    params: json!({ "attack": attack, "url": base }),
+                    idempotency_key: None,
+                },
+            )
+            .await;
+        let Output::Provisioned(result) = ok(invocation.result) else {
+            panic!("create returns a result")
+        };
+        assert_eq!(
+            Value::Object(result.metadata.expect("metadata")),
+            json!({ "attack": expected, "honest": honest }),
+            "{attack}"
+        );
+        assert_eq!(invocation.receipt.http_requests, requests, "{attack}");
+        // Only the honest request reached the provider, with its secret in place.
+        let heads = provider.heads();
+        assert_eq!(
+            (provider.connections(), heads.len()),
+            (i + 1, i + 1),
+            "{attack}: {heads:?}"
+        );
+        let head = heads[i].to_ascii_lowercase();
+        assert!(head.starts_with("get / http/1.1\r\n"), "{attack}: {head}");
+        assert!(head.contains("\r\nx-honest: yes\r\n"), "{attack}: {head}");
+        assert!(
+            head.contains(&format!("\r\nauthorization: bearer {secret}\r\n")),
+            "{attack}: {head}"
+        );
+        assert!(
+            !head.contains("x-flood") && !head.contains("x-big"),
+            "{attack}"
+        );
+    }
+
+    // Returned with `?`, the flood ends the call in `LIMIT` with the host's message.
+    let invocation = adapter.invoke(&json!({ "url": base }), status()).await;
+    let error = invocation.result.expect_err("the flood fails the call");
+    assert_eq!(
+        (error.error_code, error.message.as_str(), error.origin),
+        (
+            ErrorCode::Limit,
+            format!("HTTP limit exceeded: {too_many}").as_str(),
+            ErrorOrigin::Adapter
+        )
+    );
+    assert_eq!(invocation.receipt.http_requests, 1);
+    assert_eq!(invocation.receipt.limit_hit, None);
+    assert_eq!(provider.connections(), 4, "the flood never left the host");
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
 #[tokio::test]
 pub(crate) async fn read_files() {
     let t = runtime();

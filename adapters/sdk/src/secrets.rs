@@ -15,7 +15,8 @@ pub enum SecretError {
     NotGranted(String),
     /// The policy does not allow revealing it.
     RevealDenied(String),
-    /// The secret source failed.
+    /// The secret source failed, or the call already holds as many handles as it may (64
+    /// live at once; drop one to get another).
     Unavailable(String),
 }
 

@@ -37,6 +37,12 @@ pub struct HttpPolicy {
     pub max_response_body_bytes: u64,
     /// Per-request timeout, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Longest request URL, in bytes.
+    pub max_url_bytes: u64,
+    /// Headers per request, secret headers included.
+    pub max_request_headers: u32,
+    /// Bytes of all request headers together, names and values, secrets in place.
+    pub max_request_header_bytes: u64,
 }
 
 impl HttpPolicy {
@@ -48,6 +54,9 @@ impl HttpPolicy {
             max_request_body_bytes,
             max_response_body_bytes,
             request_timeout_ms,
+            max_url_bytes,
+            max_request_headers,
+            max_request_header_bytes,
         } = &policy.http;
         let mut rules = Vec::with_capacity(allow.len());
         for (index, entry) in allow.iter().enumerate() {
@@ -93,6 +102,9 @@ impl HttpPolicy {
             max_request_body_bytes: *max_request_body_bytes,
             max_response_body_bytes: *max_response_body_bytes,
             request_timeout_ms: *request_timeout_ms,
+            max_url_bytes: *max_url_bytes,
+            max_request_headers: *max_request_headers,
+            max_request_header_bytes: *max_request_header_bytes,
         })
     }
 

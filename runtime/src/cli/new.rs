@@ -578,13 +578,19 @@ mod tests {
                 uncommented.http.max_requests_per_call,
                 uncommented.http.max_request_body_bytes,
                 uncommented.http.max_response_body_bytes,
-                uncommented.http.request_timeout_ms
+                uncommented.http.request_timeout_ms,
+                uncommented.http.max_url_bytes,
+                uncommented.http.max_request_headers,
+                uncommented.http.max_request_header_bytes
             ),
             (
                 policy.http.max_requests_per_call,
                 policy.http.max_request_body_bytes,
                 policy.http.max_response_body_bytes,
-                policy.http.request_timeout_ms
+                policy.http.request_timeout_ms,
+                policy.http.max_url_bytes,
+                policy.http.max_request_headers,
+                policy.http.max_request_header_bytes
             )
         );
     }

@@ -21,6 +21,9 @@ struct Probe {
     /// (header, template, secret name)
     #[serde(default)]
     secret_headers: Vec<(String, String, String)>,
+    /// Add this many more headers, `x-flood-0`, `x-flood-1`, …: a header flood.
+    #[serde(default)]
+    flood: usize,
 }
 
 fn get() -> String {
@@ -52,6 +55,9 @@ fn outcome(probe: &Probe) -> serde_json::Value {
     let mut request = Request::new(method(&probe.method), probe.url.clone());
     for (name, value) in &probe.headers {
         request = request.header(name.clone(), value.clone());
+    }
+    for i in 0..probe.flood {
+        request = request.header(format!("x-flood-{i}"), "1");
     }
     for ((name, template, _), handle) in probe.secret_headers.iter().zip(&handles) {
         request = request.secret_header(name.clone(), template.clone(), handle);

@@ -10,9 +10,10 @@
 //!   unless the entry grants their range (`addresses = ["127.0.0.1/32"]`).
 //! - **No redirects** are followed; a guest may follow one itself, as a new checked request.
 //!   No proxy from the environment is ever used.
-//! - **Bounds**: requests per call, request and response body size, a per-request timeout
-//!   that never outlasts the call's deadline; `Host`, hop-by-hop and length headers are the
-//!   host's alone.
+//! - **Bounds**: requests per call, URL length, header count and bytes (secret headers
+//!   counted with the secret in place, computed before any is built), request and response
+//!   body size, a per-request timeout that never outlasts the call's deadline; `Host`,
+//!   hop-by-hop and length headers are the host's alone.
 //! - **Secrets** go into headers only here, only toward a destination bound to the secret.
 //! - The last provider failure of the call is kept so the runtime can reclassify a guest's
 //!   error (429 → `LIMIT`, 401/403 → `AUTH`, 5xx and connection failures → `RETRYABLE`).
@@ -115,7 +116,7 @@ fn address_denial(
     };
     format!(
         "{host} is {ip}, {}; `addresses = [\"{range}\"]` in the [[http.allow]] entry on {location} would allow it",
-        why.describe()
+        address::explain(ip, why)
     )
 }
 
@@ -203,24 +204,67 @@ pub(crate) struct HttpView<'a> {
     pub(crate) table: &'a mut ResourceTable,
 }
 
-fn method_name(method: Method) -> &'static str {
+/// The method as policies spell it, and as the client sends it.
+fn method_name(method: Method) -> (&'static str, reqwest::Method) {
     match method {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        Method::Options => "OPTIONS",
+        Method::Get => ("GET", reqwest::Method::GET),
+        Method::Head => ("HEAD", reqwest::Method::HEAD),
+        Method::Post => ("POST", reqwest::Method::POST),
+        Method::Put => ("PUT", reqwest::Method::PUT),
+        Method::Patch => ("PATCH", reqwest::Method::PATCH),
+        Method::Delete => ("DELETE", reqwest::Method::DELETE),
+        Method::Options => ("OPTIONS", reqwest::Method::OPTIONS),
     }
 }
 
+/// The placeholder a secret header's template holds for the value.
+const SECRET_PLACEHOLDER: &str = "{secret}";
+
+/// The length of `template` with every `{secret}` replaced by a value of `secret_len`
+/// bytes, computed without building it: a template that repeats the placeholder a million
+/// times must be refused by its size, not discovered to be too large after allocating it.
+fn filled_len(template: &str, secret_len: usize) -> u64 {
+    let placeholders = template.matches(SECRET_PLACEHOLDER).count() as u64;
+    let fixed = template.len() as u64 - placeholders * SECRET_PLACEHOLDER.len() as u64;
+    fixed.saturating_add(placeholders.saturating_mul(secret_len as u64))
+}
+
+/// Build a header name from the guest's text, lower-cased; host-owned names are refused.
+fn header_name(name: &str) -> Result<HeaderName, RequestError> {
+    let lower = name.to_ascii_lowercase();
+    if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+        return Err(RequestError::Invalid(format!(
+            "header `{lower}` is set by the host, not the adapter"
+        )));
+    }
+    HeaderName::from_bytes(lower.as_bytes())
+        .map_err(|_| RequestError::Invalid(format!("{name:?} is not a valid header name")))
+}
+
+/// Add a header. The count was bounded by `http.max_request_headers` before any header was
+/// built, far below the 32,768 entries where `HeaderMap::append` would panic; `try_append`
+/// keeps even a wrong bound from aborting the process.
+fn append(
+    headers: &mut reqwest::header::HeaderMap,
+    name: HeaderName,
+    value: HeaderValue,
+    max: u32,
+) -> Result<(), RequestError> {
+    headers.try_append(name, value).map(drop).map_err(|_| {
+        RequestError::LimitExceeded(format!(
+            "the request has more headers than the host can hold; the limit is {max} (http.max_request_headers)"
+        ))
+    })
+}
+
 impl HttpView<'_> {
-    /// Everything up to sending: parse, decide, build headers. Errors are the guest's.
+    /// Everything up to sending: bound, parse, decide, build headers. Errors are the
+    /// guest's. Every bound on the guest's input is checked before anything is built from
+    /// it, so the host's work and memory per request follow the policy, not the guest.
     fn prepare(
         &mut self,
         request: Request,
-    ) -> Result<(usize, reqwest::Request, Duration), RequestError> {
+    ) -> Result<(reqwest::Client, reqwest::Request, Duration), RequestError> {
         let http = &mut *self.http;
         let policy = &http.grant.policy;
         if http.requests >= policy.max_requests_per_call {
@@ -230,7 +274,63 @@ impl HttpView<'_> {
             )));
         }
         http.requests += 1;
-        let method = method_name(request.method);
+        let (method, client_method) = method_name(request.method);
+
+        if request.url.len() as u64 > policy.max_url_bytes {
+            return Err(RequestError::LimitExceeded(format!(
+                "the URL is {} bytes; the limit is {} (http.max_url_bytes)",
+                request.url.len(),
+                policy.max_url_bytes
+            )));
+        }
+        let count = request.headers.len() + request.secret_headers.len();
+        if count > policy.max_request_headers as usize {
+            return Err(RequestError::LimitExceeded(format!(
+                "the request has {count} headers (secret headers included); the limit is {} (http.max_request_headers)",
+                policy.max_request_headers
+            )));
+        }
+        // Each secret header's grant, found once: its value's length counts toward the
+        // header bytes, and its destinations are checked below.
+        let mut grants = Vec::with_capacity(request.secret_headers.len());
+        for secret_header in &request.secret_headers {
+            let handle: &SecretHandle = self.table.get(&secret_header.secret).map_err(|_| {
+                RequestError::Invalid(
+                    "a secret header names a secret handle that does not exist".into(),
+                )
+            })?;
+            let grant = self.secrets.grants.grants.get(handle.name()).ok_or_else(|| {
+                RequestError::Invalid(format!(
+                    "a secret header names the secret {:?}, which is not granted to this adapter",
+                    handle.name()
+                ))
+            })?;
+            grants.push((handle.name(), grant));
+        }
+        let bytes = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.len() + value.len()) as u64)
+            .chain(
+                request
+                    .secret_headers
+                    .iter()
+                    .zip(&grants)
+                    .map(|(header, (_, grant))| {
+                        (header.name.len() as u64).saturating_add(filled_len(
+                            &header.template,
+                            grant.value.expose().len(),
+                        ))
+                    }),
+            )
+            .fold(0u64, u64::saturating_add);
+        if bytes > policy.max_request_header_bytes {
+            return Err(RequestError::LimitExceeded(format!(
+                "the request's headers are {bytes} bytes (names and values, secret headers with the secret in place); the limit is {} (http.max_request_header_bytes)",
+                policy.max_request_header_bytes
+            )));
+        }
+
         let url = Url::parse(&request.url).map_err(|e| {
             RequestError::Invalid(format!("{:?} is not a valid URL: {e}", request.url))
         })?;
@@ -244,54 +344,46 @@ impl HttpView<'_> {
                 "{url}: credentials in the URL are not allowed; use a secret header"
             )));
         }
-        let rule_index = {
-            let rule = policy.decide(method, &url).map_err(RequestError::Denied)?;
-            if let Some(Host::Ipv4(_) | Host::Ipv6(_)) = url.host() {
-                let ip = match url.host() {
-                    Some(Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
-                    Some(Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
-                    _ => unreachable!(),
-                };
-                address::check(ip, &rule.addresses).map_err(|why| {
-                    RequestError::Denied(format!(
-                        "{method} {url} denied: {}",
-                        address_denial(&ip.to_string(), ip, why, &rule.location)
-                    ))
-                })?;
-            }
-            policy
-                .rules
-                .iter()
-                .position(|r| std::ptr::eq(r, rule))
-                .expect("rule from this policy")
+        let rule = policy.decide(method, &url).map_err(RequestError::Denied)?;
+        let literal = match url.host() {
+            Some(Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+            Some(Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+            Some(Host::Domain(_)) | None => None,
         };
-
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in request.headers {
-            let lower = name.to_ascii_lowercase();
-            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-                return Err(RequestError::Invalid(format!(
-                    "header `{lower}` is set by the host, not the adapter"
-                )));
-            }
-            let header = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
-                RequestError::Invalid(format!("{name:?} is not a valid header name"))
-            })?;
-            let value = HeaderValue::from_str(&value).map_err(|_| {
-                RequestError::Invalid(format!(
-                    "the value of header `{lower}` is not a valid header value"
+        if let Some(ip) = literal {
+            address::check(ip, &rule.addresses).map_err(|why| {
+                RequestError::Denied(format!(
+                    "{method} {url} denied: {}",
+                    address_denial(&ip.to_string(), ip, why, &rule.location)
                 ))
             })?;
-            headers.append(header, value);
         }
-        for secret_header in request.secret_headers {
-            let handle: &SecretHandle = self.table.get(&secret_header.secret).map_err(|_| {
-                RequestError::Invalid(
-                    "a secret header names a secret handle that does not exist".into(),
-                )
+        // The client compiled for this rule (one per rule, in policy order).
+        let client = policy
+            .rules
+            .iter()
+            .zip(&http.grant.routes)
+            .find(|(r, _)| std::ptr::eq(*r, rule))
+            .map(|(_, route)| route.client.clone())
+            .ok_or_else(|| {
+                RequestError::Invalid(format!(
+                    "{method} {url}: no client for the [[http.allow]] entry on {} (a bug in Airlock)",
+                    rule.location
+                ))
             })?;
-            let name = handle.name().to_owned();
-            let grant = &self.secrets.grants.grants[&name];
+
+        let max = policy.max_request_headers;
+        let mut headers = reqwest::header::HeaderMap::with_capacity(count);
+        for (name, value) in &request.headers {
+            let header = header_name(name)?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                RequestError::Invalid(format!(
+                    "the value of header `{header}` is not a valid header value"
+                ))
+            })?;
+            append(&mut headers, header, value, max)?;
+        }
+        for (secret_header, (name, grant)) in request.secret_headers.iter().zip(grants) {
             if !grant.destinations.iter().any(|d| d.matches(&url)) {
                 let bound: Vec<String> =
                     grant.destinations.iter().map(ToString::to_string).collect();
@@ -302,35 +394,25 @@ impl HttpView<'_> {
                     grant.location
                 )));
             }
-            let lower = secret_header.name.to_ascii_lowercase();
-            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+            let header = header_name(&secret_header.name)?;
+            if !secret_header.template.contains(SECRET_PLACEHOLDER) {
                 return Err(RequestError::Invalid(format!(
-                    "header `{lower}` is set by the host, not the adapter"
+                    "the template of secret header `{header}` has no {{secret}} placeholder"
                 )));
             }
-            if !secret_header.template.contains("{secret}") {
-                return Err(RequestError::Invalid(format!(
-                    "the template of secret header `{lower}` has no {{secret}} placeholder"
-                )));
-            }
-            let header = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
-                RequestError::Invalid(format!(
-                    "{:?} is not a valid header name",
-                    secret_header.name
-                ))
-            })?;
+            // Bounded: `filled_len` of this template was counted in the header bytes.
             let mut value = HeaderValue::from_str(
                 &secret_header
                     .template
-                    .replace("{secret}", grant.value.expose()),
+                    .replace(SECRET_PLACEHOLDER, grant.value.expose()),
             )
             .map_err(|_| {
                 RequestError::Invalid(format!(
-                    "secret header `{lower}` does not make a valid header value"
+                    "secret header `{header}` does not make a valid header value"
                 ))
             })?;
             value.set_sensitive(true);
-            headers.append(header, value);
+            append(&mut headers, header, value, max)?;
         }
         let body = request.body.unwrap_or_default();
         if body.len() as u64 > policy.max_request_body_bytes {
@@ -352,14 +434,13 @@ impl HttpView<'_> {
         .into_iter()
         .min()
         .unwrap_or_default();
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("known method");
-        let mut built = reqwest::Request::new(method, url);
+        let mut built = reqwest::Request::new(client_method, url);
         *built.headers_mut() = headers;
         *built.timeout_mut() = Some(timeout);
         if !body.is_empty() {
             *built.body_mut() = Some(body.into());
         }
-        Ok((rule_index, built, timeout))
+        Ok((client, built, timeout))
     }
 }
 
@@ -384,7 +465,7 @@ fn find_denial(error: &reqwest::Error) -> Option<String> {
 
 impl HttpHost for HttpView<'_> {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, RequestError>> {
-        let (route, built, timeout) = match self.prepare(request) {
+        let (client, built, timeout) = match self.prepare(request) {
             Ok(prepared) => prepared,
             Err(error) => {
                 tracing::info!(target: "airlock::http", adapter = %self.http.adapter, ?error, "request refused");
@@ -392,7 +473,6 @@ impl HttpHost for HttpView<'_> {
             }
         };
         let label = format!("{} {}", built.method(), built.url());
-        let client = self.http.grant.routes[route].client.clone();
         let max_body = self.http.grant.policy.max_response_body_bytes;
         let result = match self.http.grant.interceptor.clone() {
             None => {
@@ -652,4 +732,49 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_template_is_measured_without_being_built() {
+        assert_eq!(filled_len("Bearer {secret}", 30), 37);
+        assert_eq!(filled_len("{secret}:{secret}", 8), 17);
+        assert_eq!(filled_len("no placeholder", 30), 14);
+        // A million placeholders around a 30-byte secret: 30 MB, counted, not allocated.
+        let template = SECRET_PLACEHOLDER.repeat(1_000_000);
+        assert_eq!(filled_len(&template, 30), 30_000_000);
+        assert_eq!(filled_len(&template, usize::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn host_owned_headers_are_refused_by_name_in_any_case() {
+        for name in [
+            "Connection",
+            "UPGRADE",
+            "expect",
+            "Host",
+            "Proxy-Authorization",
+        ] {
+            let Err(RequestError::Invalid(message)) = header_name(name) else {
+                panic!("{name} is the host's")
+            };
+            assert_eq!(
+                message,
+                format!(
+                    "header `{}` is set by the host, not the adapter",
+                    name.to_ascii_lowercase()
+                )
+            );
+        }
+        assert_eq!(
+            header_name("X-Request-Id").unwrap().as_str(),
+            "x-request-id"
+        );
+        assert!(
+            matches!(header_name("bad name"), Err(RequestError::Invalid(m)) if m == "\"bad name\" is not a valid header name")
+        );
+    }
 }

@@ -23,6 +23,26 @@ use source::{SecretSource, SecretValue};
 /// ordinary output.
 const MIN_SECRET_BYTES: usize = 8;
 
+/// Most secret handles one call may hold at once. A handle is a host table entry, so
+/// without a bound a guest calling `get` in a loop would grow the host's table until
+/// wasmtime's own limit (a million entries). One handle serves every request that needs its
+/// secret, so an honest adapter holds one per secret it uses; 64 is far above any policy's
+/// grants. A dropped handle frees its place.
+pub(crate) const MAX_LIVE_SECRET_HANDLES: u32 = 64;
+
+/// Longest secret name a message repeats; a longer one is named by its length (a name is
+/// guest input, and a message must not copy megabytes of it).
+const MAX_SHOWN_NAME_BYTES: usize = 128;
+
+/// `name` for a message: quoted, or by its length when it is long.
+fn shown(name: &str) -> String {
+    if name.len() <= MAX_SHOWN_NAME_BYTES {
+        format!("{name:?}")
+    } else {
+        format!("of {} bytes", name.len())
+    }
+}
+
 /// The host's side of a secret handle: which granted secret it stands for.
 pub struct SecretHandle {
     name: String,
@@ -110,6 +130,8 @@ pub(crate) struct SecretBroker {
     adapter: String,
     pub(crate) grants: Arc<SecretGrants>,
     pub(crate) revealed: u32,
+    /// Handles given out and not yet dropped, at most [`MAX_LIVE_SECRET_HANDLES`].
+    live_handles: u32,
 }
 
 impl SecretBroker {
@@ -118,6 +140,7 @@ impl SecretBroker {
             adapter: adapter.to_owned(),
             grants,
             revealed: 0,
+            live_handles: 0,
         }
     }
 }
@@ -134,6 +157,13 @@ impl Host for SecretsView<'_> {
         name: String,
     ) -> wasmtime::Result<Result<Resource<SecretHandle>, SecretError>> {
         if !self.broker.grants.grants.contains_key(&name) {
+            let table = if name.len() <= MAX_SHOWN_NAME_BYTES {
+                name.as_str()
+            } else {
+                "NAME"
+            };
+            let table = format!("[secrets.{table}]");
+            let name = shown(&name);
             tracing::info!(target: "airlock::secrets", adapter = %self.broker.adapter, secret = %name, "secret not granted");
             let hint = if self.broker.grants.grants.is_empty() {
                 "the policy grants it no secrets".to_owned()
@@ -144,11 +174,20 @@ impl Host for SecretsView<'_> {
                 )
             };
             return Ok(Err(SecretError::NotGranted(format!(
-                "secret {name:?} is not granted to adapter {:?} ({hint}); a policy table [secrets.{name}] with a source would grant it",
+                "secret {name} is not granted to adapter {:?} ({hint}); a policy table {table} with a source would grant it",
                 self.broker.adapter
             ))));
         }
-        Ok(Ok(self.table.push(SecretHandle { name })?))
+        if self.broker.live_handles >= MAX_LIVE_SECRET_HANDLES {
+            tracing::info!(target: "airlock::secrets", adapter = %self.broker.adapter, "secret handle bound reached");
+            return Ok(Err(SecretError::Unavailable(format!(
+                "this call already holds {MAX_LIVE_SECRET_HANDLES} secret handles, the most one call may hold at once; \
+                 reuse the handle you have for {name:?} (one handle serves every request) or drop handles you no longer need"
+            ))));
+        }
+        let handle = self.table.push(SecretHandle { name })?;
+        self.broker.live_handles += 1;
+        Ok(Ok(handle))
     }
 
     async fn reveal(
@@ -156,7 +195,14 @@ impl Host for SecretsView<'_> {
         secret: Resource<SecretHandle>,
     ) -> wasmtime::Result<Result<String, SecretError>> {
         let name = self.table.get(&secret)?.name.clone();
-        let grant = &self.broker.grants.grants[&name];
+        // A handle is only made for a granted name, and an adapter's grants never change;
+        // still, a missing grant is the guest's answer, never a host panic.
+        let Some(grant) = self.broker.grants.grants.get(&name) else {
+            return Ok(Err(SecretError::NotGranted(format!(
+                "secret {name:?} is not granted to adapter {:?}",
+                self.broker.adapter
+            ))));
+        };
         if !grant.reveal {
             return Ok(Err(SecretError::RevealDenied(format!(
                 "secret {name:?} may not be revealed to adapter {:?}; `reveal = true` in its policy table ({}) would allow it",
@@ -176,6 +222,7 @@ impl HostSecret for SecretsView<'_> {
 
     async fn drop(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<()> {
         self.table.delete(secret)?;
+        self.broker.live_handles = self.broker.live_handles.saturating_sub(1);
         Ok(())
     }
 }
