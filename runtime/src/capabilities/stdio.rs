@@ -2,7 +2,9 @@
 //! bound, writes still succeed for the guest (so a chatty guest is not turned into a
 //! failing one): the first half of the bound keeps the start of the output, the second
 //! half its end (where a panic message lands), and what fell between is counted and
-//! marked in the text.
+//! marked in the text. The bytes stay raw while the guest writes (a secret may arrive in
+//! pieces); the leak guard runs when the host reads the text ([`BoundedPipe::redacted_text`]),
+//! which is the only way out of the pipe.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +13,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use crate::capabilities::secrets::guard::LeakGuard;
 
 #[derive(Default)]
 struct Captured {
@@ -38,8 +42,15 @@ impl BoundedPipe {
         self.capacity / 2
     }
 
+    /// What was kept, as text, with every granted secret redacted, and how many were.
+    pub(crate) fn redacted_text(&self, guard: &LeakGuard) -> (String, u32) {
+        let mut text = self.text();
+        let count = guard.redact(&mut text);
+        (text, count)
+    }
+
     /// What was kept, as text (lossy), with a marker where output was dropped.
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         let captured = self.lock();
         let mut text = String::from_utf8_lossy(&captured.head).into_owned();
         if captured.dropped > 0 {
@@ -136,5 +147,18 @@ mod tests {
         assert_eq!(pipe.counts(), (6, 10));
         assert!(pipe.text().starts_with("abc\n[airlock: 10 bytes dropped"));
         assert!(pipe.text().ends_with("]\nnop"));
+    }
+
+    #[tokio::test]
+    async fn secrets_written_in_pieces_are_redacted_when_read() {
+        let pipe = BoundedPipe::new(1024);
+        let mut writer = pipe.clone();
+        writer.write_all(b"stdout: hunter2-is-").await.unwrap();
+        writer.write_all(b"not-a-good-password\n").await.unwrap();
+        let guard = LeakGuard::new([("leaky", "hunter2-is-not-a-good-password")]);
+        assert_eq!(
+            pipe.redacted_text(&guard),
+            ("stdout: [REDACTED]\n".to_owned(), 1)
+        );
     }
 }
