@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::capabilities::secrets::guard::LeakGuard;
 
@@ -78,12 +79,9 @@ impl BoundedPipe {
     }
 }
 
-impl AsyncWrite for BoundedPipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+impl BoundedPipe {
+    /// Keep what fits of `buf`, count the rest; a write always succeeds for the guest.
+    fn append(&self, buf: &[u8]) {
         let head_capacity = self.head_capacity();
         let tail_capacity = self.capacity - head_capacity;
         let mut captured = self.lock();
@@ -97,6 +95,16 @@ impl AsyncWrite for BoundedPipe {
         captured.tail.drain(..overflow);
         captured.tail.extend(rest);
         captured.dropped += skipped + overflow as u64;
+    }
+}
+
+impl AsyncWrite for BoundedPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -115,8 +123,40 @@ impl IsTerminal for BoundedPipe {
     }
 }
 
+/// The most a guest may write in one `write` call; what the host copies per call.
+const WRITE_BUDGET: usize = 64 * 1024;
+
+/// The WASIp2 stream a guest writes to, straight into the pipe. wasmtime-wasi's default
+/// (`AsyncWriteStream`) runs a worker task per stream and logs every buffer it writes at
+/// `debug` (`wasmtime_wasi::p2::write_stream: worker writing: b"…"`): a host with that
+/// filter on would print guest stdout raw, secrets included, before the leak guard ran.
+impl OutputStream for BoundedPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+/// Always ready: a write never waits.
+#[wasmtime_wasi::async_trait]
+impl Pollable for BoundedPipe {
+    async fn ready(&mut self) {}
+}
+
 impl StdoutStream for BoundedPipe {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
 }

@@ -71,6 +71,16 @@ impl Adapter for SecretProbe {
                     .send(),
             ),
         );
+        if let Some(recorder) = config.optional_str("recorder")? {
+            saw(
+                "recorder",
+                &sent(
+                    Request::get(recorder)
+                        .secret_header("authorization", template, &handle)
+                        .send(),
+                ),
+            );
+        }
         saw(
             "plainTemplate",
             &sent(Request::get(bound).header("authorization", template).send()),
