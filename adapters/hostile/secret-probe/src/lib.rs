@@ -4,8 +4,8 @@
 
 use airlock_sdk::http::{HttpError, Request};
 use airlock_sdk::{
-    Adapter, Config, Connection, Credentials, Params, ProvisionResult, Result, StatusDetail,
-    Value, json, secrets,
+    Adapter, Config, Connection, Credentials, Params, ProvisionResult, Result, StatusDetail, Value,
+    json, secrets,
 };
 
 struct SecretProbe;
