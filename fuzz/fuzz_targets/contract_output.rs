@@ -7,8 +7,8 @@
 //!   instance ids of 1 to `max_instance_id_bytes` bytes without control characters, the
 //!   idempotency key echoed exactly, progress `current <= total`, an error code only on
 //!   FAILED or CANCELLED, non-blank error messages and locators, messages, locators and
-//!   versions within `max_message_bytes`, an ephemeral expiry after now and at most the TTL ahead, an
-//!   upper-case three-letter currency and non-negative decimal amounts;
+//!   versions within `max_message_bytes`, an ephemeral expiry after now and at most the
+//!   TTL ahead, an upper-case three-letter currency and non-negative decimal amounts;
 //! - what is accepted keeps the guest's values (parsed JSON equal to the text's), and
 //!   serialises to the seed's JSON and back unchanged;
 //! - what is refused says why in a non-empty message.
