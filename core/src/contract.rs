@@ -569,7 +569,7 @@ pub fn status_detail(
 
 /// Check what `credentials` or `rotate-credentials` returned, now: an ephemeral
 /// credential's expiry in the future and within the policy's TTL, `values` an object; a
-/// reference's locator not blank and within bounds.
+/// reference's locator not blank and within bounds, its version within bounds.
 pub fn credential(credential: guest::Credential, bounds: &ContractBounds) -> Checked<Credential> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -620,7 +620,7 @@ pub fn credential_at(
             Ok(Credential::Reference {
                 manager,
                 locator: message("locator", locator, bounds)?,
-                version,
+                version: version.map(|v| message("version", v, bounds)).transpose()?,
             })
         }
     }

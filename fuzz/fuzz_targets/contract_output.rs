@@ -6,9 +6,9 @@
 //! - the checks accept exactly what the model accepts: JSON documents that parse as objects,
 //!   instance ids of 1 to `max_instance_id_bytes` bytes without control characters, the
 //!   idempotency key echoed exactly, progress `current <= total`, an error code only on
-//!   FAILED or CANCELLED, non-blank error messages and locators, messages within
-//!   `max_message_bytes`, an ephemeral expiry after now and at most the TTL ahead, an
-//!   upper-case three-letter currency and non-negative decimal amounts;
+//!   FAILED or CANCELLED, non-blank error messages and locators, messages, locators and
+//!   versions within `max_message_bytes`, an ephemeral expiry after now and at most the
+//!   TTL ahead, an upper-case three-letter currency and non-negative decimal amounts;
 //! - what is accepted keeps the guest's values (parsed JSON equal to the text's), and
 //!   serialises to the seed's JSON and back unchanged;
 //! - what is refused says why in a non-empty message.
@@ -426,7 +426,9 @@ fuzz_target!(|input: Input| {
             locator,
             version,
         } => {
-            let accept = !locator.trim().is_empty() && within(&locator, &bounds);
+            let accept = !locator.trim().is_empty()
+                && within(&locator, &bounds)
+                && version.as_ref().is_none_or(|v| within(v, &bounds));
             let result = contract::credential_at(
                 guest::Credential::Reference {
                     manager: manager.into(),

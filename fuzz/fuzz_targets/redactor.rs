@@ -17,7 +17,11 @@
 //!   URL-safe with and without padding, hex in both cases, percent-encoding of every
 //!   non-alphanumeric byte) of any secret remains, in text or in any JSON string or key,
 //!   except inside a `[REDACTED]` marker itself (a secret that is part of the marker);
-//! - every change is counted, and text without any secret in it comes back unchanged.
+//! - every change is counted, and text without any secret in it comes back unchanged;
+//! - `find` and `find_json` (which refuse a result holding a secret) see a secret exactly
+//!   where `redact` would replace one, and name a secret one of whose spellings is in the
+//!   text; a JSON pointer they give leads to the string (or the object holding the key)
+//!   with the secret.
 #![no_main]
 
 use airlock_core::guard::{LeakGuard, REDACTED};
@@ -145,11 +149,23 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .flat_map(|s| ENCODINGS.map(|e| encode(s, e)))
         .collect();
-    let guard = LeakGuard::new(secrets.iter().map(String::as_str));
+    let names: Vec<String> = (0..secrets.len()).map(|i| format!("secret-{i}")).collect();
+    let guard = LeakGuard::new(names.iter().map(String::as_str).zip(secrets.iter().map(String::as_str)));
     assert_eq!(guard.is_empty(), secrets.is_empty());
 
     let mut redacted = text.clone();
     let count = guard.redact(&mut redacted);
+    // A result is refused exactly when redaction would have changed it, and the refusal
+    // names a secret that is really there.
+    let found = guard.find(&text);
+    assert_eq!(found.is_some(), count > 0, "find {found:?}, {count} replaced in {text:?}");
+    if let Some(name) = found {
+        let index = names.iter().position(|n| n == name).expect("a granted name");
+        assert!(
+            ENCODINGS.iter().any(|e| text.contains(&encode(&secrets[index], e))),
+            "{name} named, but none of its spellings is in {text:?}"
+        );
+    }
     assert_clean(&redacted, &needles, "text");
     if redacted != text {
         assert!(count > 0, "uncounted change: {text:?} -> {redacted:?}");
@@ -167,6 +183,22 @@ fuzz_target!(|data: &[u8]| {
         text.clone(): [text.clone(), { "k": text.clone(), "n": 1 }],
         "plain": text.clone(),
     });
+    let leak = guard.find_json(&value, "/metadata");
+    assert_eq!(leak.is_some(), count > 0, "{leak:?}");
+    if let Some(leak) = &leak {
+        let at = leak
+            .pointer
+            .strip_prefix("/metadata")
+            .expect("the pointer starts where it was told to");
+        let target = value.pointer(at).expect("the pointer leads into the value");
+        if leak.in_key {
+            let keys = target.as_object().expect("a key's pointer names an object");
+            assert!(keys.keys().any(|k| guard.find(k).is_some()), "{leak:?}");
+        } else {
+            let text = target.as_str().expect("a value's pointer names a string");
+            assert_eq!(guard.find(text), Some(leak.secret.as_str()), "{leak:?}");
+        }
+    }
     let json_count = guard.redact_json(&mut value);
     let mut found = Vec::new();
     strings(&value, &mut found);

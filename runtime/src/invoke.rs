@@ -12,7 +12,7 @@ use crate::adapter::{AdapterInner, COSTS, CallOptions, LIFECYCLE, ROTATION};
 use crate::bindings::{costs, wit};
 use crate::capabilities::http::ProviderFailure;
 use crate::capabilities::limiter::LimitExceeded;
-use crate::capabilities::secrets::guard::LeakGuard;
+use crate::capabilities::secrets::guard::{Leak, LeakGuard};
 use crate::capabilities::{CallContext, CallSetup};
 use crate::contract::{
     self, AdapterError, ContractBounds, Credential, ErrorCode, ErrorOrigin, LimitKind,
@@ -97,16 +97,29 @@ pub(crate) async fn invoke(
 
     receipt.instantiated = true;
     receipt.fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    // Guest text meets the leak guard where it enters the host: logs and progress in
+    // their imports, stdout and stderr here, where they are read (a trap's message quotes
+    // stderr, so it quotes the redacted text), and what the export returned as it is
+    // checked. Nothing after this line sees guest text unguarded.
+    let guard = &adapter.grants.secrets.guard;
+    let (stdout, stdout_redactions) = store.data().stdout.redacted_text(guard);
+    let (stderr, stderr_redactions) = store.data().stderr.redacted_text(guard);
     let result = match answer {
         Ok(answer) => check_answer(answer, &operation, &limits.contract_bounds()),
-        Err(error) => Err(classify(error, store.data(), limits)),
+        Err(error) => Err(classify(error, store.data(), limits, &stderr)),
     };
-    let mut ctx = store.into_data();
-    let mut result = result.map_err(|error| reclassify(error, ctx.http.last_failure.as_ref()));
-    let guard = &adapter.grants.secrets.guard;
-    if !guard.is_empty() {
-        receipt.redactions = redact(guard, &mut result, &mut ctx);
-    }
+    let (result, result_redactions) = guard_result(guard, result);
+    let ctx = store.into_data();
+    let result = result.map_err(|error| reclassify(error, ctx.http.last_failure.as_ref()));
+    receipt.redactions = [
+        ctx.log.redactions,
+        ctx.progress.redactions,
+        stdout_redactions,
+        stderr_redactions,
+        result_redactions,
+    ]
+    .into_iter()
+    .fold(0, u32::saturating_add);
 
     receipt.wall_time_us = started.elapsed().as_micros() as u64;
     receipt.memory_peak_bytes = ctx.limiter.memory_peak;
@@ -134,8 +147,8 @@ pub(crate) async fn invoke(
         receipt,
         logs: ctx.log.records,
         progress: ctx.progress.reports,
-        stdout: redacted_text(guard, &ctx.stdout),
-        stderr: redacted_text(guard, &ctx.stderr),
+        stdout,
+        stderr,
     }
 }
 
@@ -205,46 +218,74 @@ fn reclassify(mut error: AdapterError, failure: Option<&ProviderFailure>) -> Ada
     error
 }
 
-/// Redact granted secrets from everything the guest produced; how many were replaced.
-fn redact(
+/// The leak guard on what the export returned, as it is checked. A result (what a caller
+/// keeps and uses: connection, metadata, status, credentials, costs) that holds a granted
+/// secret is refused: `INTERNAL` "adapter tried to return the secret "NAME" in /pointer",
+/// because a `[REDACTED]` in a connection string would be a broken resource and no signal.
+/// An error's message and raw detail are redacted, as logs are. Either way the receipt
+/// counts what the guard replaced (or, for a refused result, would have).
+fn guard_result(
     guard: &LeakGuard,
-    result: &mut Result<Output, AdapterError>,
-    ctx: &mut CallContext,
-) -> u32 {
-    let mut count = 0;
+    result: Result<Output, AdapterError>,
+) -> (Result<Output, AdapterError>, u32) {
+    if guard.is_empty() {
+        return (result, 0);
+    }
     match result {
-        Ok(output) => count += redact_output(guard, output),
-        Err(error) => {
-            count += guard.redact(&mut error.message);
+        Ok(mut output) => match leak_in(guard, &output) {
+            None => (Ok(output), 0),
+            Some(leak) => {
+                let count = redact_output(guard, &mut output);
+                let error = AdapterError {
+                    error_code: ErrorCode::Internal,
+                    message: format!("adapter tried to return {leak}"),
+                    raw: None,
+                    origin: ErrorOrigin::Contract,
+                };
+                (Err(error), count)
+            }
+        },
+        Err(mut error) => {
+            let mut count = guard.redact(&mut error.message);
             if let Some(raw) = &mut error.raw {
                 count += guard.redact_json(raw);
             }
+            (Err(error), count)
         }
     }
-    for record in &mut ctx.log.records {
-        count += guard.redact(&mut record.message);
-        for (key, value) in &mut record.fields {
-            count += guard.redact(key) + guard.redact(value);
-        }
-    }
-    for report in &mut ctx.progress.reports {
-        if let Some(message) = &mut report.message {
-            count += guard.redact(message);
-        }
-    }
-    for pipe in [&ctx.stdout, &ctx.stderr] {
-        let mut text = pipe.text();
-        count += guard.redact(&mut text);
-    }
-    count
 }
 
-fn redacted_text(guard: &LeakGuard, pipe: &crate::capabilities::stdio::BoundedPipe) -> String {
-    let mut text = pipe.text();
-    guard.redact(&mut text);
-    text
+/// The first granted secret in a field of `output` the guest wrote, with its JSON pointer
+/// into the output as the caller sees it (`Output::to_json`). Fields the host fills in
+/// (the echoed idempotency key, a destroyed id, an expiry it formatted) are not the
+/// guest's words and are not searched.
+fn leak_in(guard: &LeakGuard, output: &Output) -> Option<Leak> {
+    let text = |value: &str, pointer: &str| guard.find_text(value, pointer);
+    let object =
+        |map: &serde_json::Map<String, Value>, pointer: &str| guard.find_object(map, pointer);
+    match output {
+        Output::Valid | Output::Destroyed { .. } => None,
+        Output::Provisioned(r) => text(&r.instance_id, "/instanceId")
+            .or_else(|| object(&r.connection, "/connection"))
+            .or_else(|| r.metadata.as_ref().and_then(|m| object(m, "/metadata"))),
+        Output::Status(s) => s
+            .message
+            .as_deref()
+            .and_then(|m| text(m, "/message"))
+            .or_else(|| s.raw.as_ref().and_then(|r| object(r, "/raw"))),
+        Output::Credential(Credential::Ephemeral { values, .. }) => object(values, "/values"),
+        Output::Credential(Credential::Reference {
+            locator, version, ..
+        }) => text(locator, "/locator")
+            .or_else(|| version.as_deref().and_then(|v| text(v, "/version"))),
+        Output::CostEstimate(c) => text(&c.hourly, "/hourly")
+            .or_else(|| text(&c.monthly, "/monthly"))
+            .or_else(|| c.breakdown.as_ref().and_then(|b| object(b, "/breakdown"))),
+    }
 }
 
+/// Redact every field [`leak_in`] searches; how many were replaced. Only counts: the
+/// output it redacts is refused.
 fn redact_output(guard: &LeakGuard, output: &mut Output) -> u32 {
     let object = |map: &mut serde_json::Map<String, serde_json::Value>| {
         let mut value = serde_json::Value::Object(std::mem::take(map));
@@ -265,8 +306,14 @@ fn redact_output(guard: &LeakGuard, output: &mut Output) -> u32 {
             s.message.as_mut().map_or(0, |m| guard.redact(m)) + s.raw.as_mut().map_or(0, object)
         }
         Output::Credential(Credential::Ephemeral { values, .. }) => object(values),
-        Output::Credential(Credential::Reference { locator, .. }) => guard.redact(locator),
-        Output::CostEstimate(c) => c.breakdown.as_mut().map_or(0, object),
+        Output::Credential(Credential::Reference {
+            locator, version, ..
+        }) => guard.redact(locator) + version.as_mut().map_or(0, |v| guard.redact(v)),
+        Output::CostEstimate(c) => {
+            guard.redact(&mut c.hourly)
+                + guard.redact(&mut c.monthly)
+                + c.breakdown.as_mut().map_or(0, object)
+        }
     }
 }
 
@@ -523,7 +570,13 @@ fn check_answer(
 }
 
 /// Turn a failed call (trap, exhausted limit, host failure) into the contract's error.
-fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> AdapterError {
+/// `stderr` is the guest's stderr as read (redacted), for a panic's message.
+fn classify(
+    error: wasmtime::Error,
+    ctx: &CallContext,
+    limits: &Limits,
+    stderr: &str,
+) -> AdapterError {
     if let Some(limit) = error
         .downcast_ref::<LimitExceeded>()
         .or(ctx.limiter.exceeded.as_ref())
@@ -550,7 +603,7 @@ fn classify(error: wasmtime::Error, ctx: &CallContext, limits: &Limits) -> Adapt
             // last `panicked at` line of stderr worth quoting (a guest could print one anyway,
             // so it is the guest's word, next to the host's trap).
             if *trap == Trap::UnreachableCodeReached
-                && let Some(panic) = panic_message(&ctx.stderr.text())
+                && let Some(panic) = panic_message(stderr)
             {
                 message.push_str(&format!(" ({panic})"));
             }

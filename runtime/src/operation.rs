@@ -222,7 +222,8 @@ pub struct Receipt {
     /// a key a crashed call left running), `replayed` (answered from the record, no guest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<&'static str>,
-    /// Secret values (in any encoding) the leak guard replaced in the guest's output.
+    /// Secret values (in any encoding) the leak guard replaced in the guest's output, or
+    /// found in a result it refused.
     pub redactions: u32,
     /// Times the guest read a secret's value through `reveal`.
     pub secrets_revealed: u32,

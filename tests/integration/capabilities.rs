@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
+use crate::hostile;
 
 const TOKEN: &str = "fakecloud-test-token-0123456789";
 
@@ -116,7 +117,10 @@ async fn the_fakecloud_adapter_provisions_through_the_sandbox_with_a_secret_it_n
         .expect("destroy is idempotent");
     assert_eq!(cloud.resource_count(), 0);
 
-    // The token never reached the guest: nothing the adapter logged or returned holds it.
+    // Nothing the adapter logged or returned holds the token, by the guard's count. That
+    // alone is also what a guard that missed a leak would report: `secret_probe` proves
+    // from the guest's side that the value never reached it, and from the provider's
+    // that the host placed it exactly.
     let invocation = adapter
         .invoke(
             &config,
@@ -569,54 +573,207 @@ async fn the_request_budget_and_an_empty_allow_list_hold() {
     );
 }
 
-#[tokio::test]
-pub(crate) async fn exfiltrate() {
-    let t = runtime();
-    let secret = "hunter2-is-not-a-good-password";
-    let file = secret_file(t.dir.path(), "leaky", secret);
-    let adapter = load(
-        &t.runtime,
-        HOSTILE_EXFILTRATE,
-        &format!("[secrets.leaky]\nsource = \"file:{file}\"\nreveal = true\n"),
-    )
-    .await;
+const LEAKY: &str = "hunter2-is-not-a-good-password";
 
-    let invocation = adapter
-        .invoke(
-            &json!({}),
-            Operation::Create {
-                params: json!({}),
-                idempotency_key: None,
-            },
-        )
-        .await;
-    let Output::Provisioned(result) = ok(invocation.result) else {
-        panic!("create returns a result")
-    };
-    assert_eq!(result.connection["password"], "[REDACTED]");
-    assert_eq!(
-        Value::Object(result.metadata.unwrap()),
-        json!({ "b64": "[REDACTED]", "hex": "[REDACTED]", "nested": [{ "again": "[REDACTED]" }] })
-    );
-    assert_eq!(invocation.logs[0].message, "the secret is [REDACTED]");
+/// Every spelling of `secret` the leak guard covers: raw, base64 standard and URL-safe
+/// with and without padding, hex in both cases, percent-encoding.
+pub(crate) fn spellings(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let percent: String = bytes
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(*b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    vec![
+        secret.to_owned(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        hex::encode(bytes),
+        hex::encode_upper(bytes),
+        percent,
+    ]
+}
+
+/// `text` holds no spelling of `secret`.
+pub(crate) fn assert_no_spelling(text: &str, secret: &str, what: &str) {
+    for spelling in spellings(secret) {
+        assert!(
+            !text.contains(&spelling),
+            "{what} holds the secret as {spelling:?}: {text}"
+        );
+    }
+}
+
+/// The exfiltrate adapter, with `reveal = true` for its secret `leaky` (LEAKY).
+async fn exfiltrate_adapter(t: &TestRuntime) -> (airlock::Adapter, String) {
+    let file = secret_file(t.dir.path(), "leaky", LEAKY);
+    let policy = format!("[secrets.leaky]\nsource = \"file:{file}\"\nreveal = true\n");
+    (load(&t.runtime, HOSTILE_EXFILTRATE, &policy).await, policy)
+}
+
+/// What every exfiltrate call says besides its answer, each redacted where it entered:
+/// five log records (message, field key, field value), one progress report, stdout and
+/// stderr. Eighteen replacements.
+fn assert_chatter_redacted(invocation: &airlock::Invocation) {
+    let levels: Vec<&str> = invocation.logs.iter().map(|r| r.level).collect();
+    assert_eq!(levels, ["trace", "debug", "info", "warn", "error"]);
+    for record in &invocation.logs {
+        assert_eq!(record.message, "the secret is [REDACTED]");
+        assert_eq!(
+            record.fields,
+            vec![("[REDACTED]".to_owned(), "[REDACTED]".to_owned())]
+        );
+    }
+    assert_eq!(invocation.progress.len(), 1);
     assert_eq!(
         invocation.progress[0].message.as_deref(),
         Some("hex [REDACTED]")
     );
     assert_eq!(invocation.stdout, "stdout: [REDACTED]\n");
     assert_eq!(invocation.stderr, "stderr: [REDACTED]\n");
-    assert_eq!(invocation.receipt.redactions, 8);
     assert_eq!(invocation.receipt.secrets_revealed, 1);
+    assert_no_spelling(&format!("{invocation:?}"), LEAKY, "the invocation");
+}
 
-    let error = adapter.status(&json!({}), "exfil-1").await.unwrap_err();
-    assert_eq!(error.message, "failed with token [REDACTED]");
-    assert_eq!(error.raw, Some(json!({ "token": "[REDACTED]" })));
-    match adapter.credentials(&json!({}), "exfil-1").await.unwrap() {
-        Credential::Ephemeral { values, .. } => assert_eq!(values["token"], "[REDACTED]"),
+#[tokio::test]
+pub(crate) async fn exfiltrate() {
+    let t = runtime();
+    let (adapter, _) = exfiltrate_adapter(&t).await;
+    let create = || Operation::Create {
+        params: json!({}),
+        idempotency_key: None,
+    };
+
+    // Logs, live progress, stdout and stderr: redacted where they enter the host, so the
+    // live stream gets what the receipt gets; the answer itself is clean and succeeds.
+    let (tx, mut live) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = airlock::CallOptions::default();
+    options.progress = Some(tx);
+    let invocation = adapter.invoke_with(&json!({}), create(), options).await;
+    assert_chatter_redacted(&invocation);
+    assert_eq!(invocation.receipt.redactions, 18);
+    let streamed = live.recv().await.expect("one live report");
+    assert_eq!(
+        (
+            streamed.current,
+            streamed.total,
+            streamed.message.as_deref()
+        ),
+        (1, 2, Some("hex [REDACTED]"))
+    );
+    let Output::Provisioned(result) = ok(invocation.result) else {
+        panic!("create returns a result")
+    };
+    assert_eq!(
+        Value::Object(result.connection),
+        json!({ "host": "db.example" })
+    );
+
+    // A secret in any returned field fails the call, naming the secret and the field.
+    let cases: [(&str, Operation, &str); 10] = [
+        ("connection", create(), "/connection/apiToken"),
+        ("metadata", create(), "/metadata/nested/0/again"),
+        ("metadata-key", create(), "a key of /metadata"),
+        ("instance-id", create(), "/instanceId"),
+        ("message", hostile::status(), "/message"),
+        ("raw", hostile::status(), "/raw/provider/token"),
+        ("values", credentials(), "/values/token"),
+        ("locator", credentials(), "/locator"),
+        ("version", credentials(), "/version"),
+        (
+            "breakdown",
+            Operation::EstimateCosts {
+                instance_id: "i-1".into(),
+            },
+            "/breakdown/compute/note",
+        ),
+    ];
+    for (into, operation, field) in cases {
+        let (tx, mut live) = tokio::sync::mpsc::unbounded_channel();
+        let mut options = airlock::CallOptions::default();
+        options.progress = Some(tx);
+        let invocation = adapter
+            .invoke_with(&json!({ "into": into }), operation, options)
+            .await;
+        assert_chatter_redacted(&invocation);
+        assert_eq!(invocation.receipt.redactions, 19, "{into}");
+        assert_eq!(
+            live.recv().await.unwrap().message.as_deref(),
+            Some("hex [REDACTED]")
+        );
+        let error = invocation.result.expect_err(into);
+        assert_eq!(
+            (
+                error.error_code,
+                error.origin,
+                error.message.as_str(),
+                &error.raw
+            ),
+            (
+                ErrorCode::Internal,
+                airlock::ErrorOrigin::Contract,
+                format!("adapter tried to return the secret \"leaky\" in {field}").as_str(),
+                &None
+            ),
+            "{into}"
+        );
+        assert_eq!(invocation.receipt.error_code, Some(ErrorCode::Internal));
+    }
+
+    // An adapter's error is not a result: its message and raw detail are redacted.
+    let invocation = adapter
+        .invoke(&json!({ "into": "error" }), hostile::status())
+        .await;
+    assert_chatter_redacted(&invocation);
+    assert_eq!(invocation.receipt.redactions, 20);
+    let error = invocation.result.unwrap_err();
+    assert_eq!(
+        (error.error_code, error.origin, error.message.as_str()),
+        (
+            ErrorCode::Internal,
+            airlock::ErrorOrigin::Adapter,
+            "failed with token [REDACTED]"
+        )
+    );
+    assert_eq!(
+        error.raw,
+        Some(json!({ "token": "[REDACTED]", "ok": "nothing" }))
+    );
+
+    // A reference's version is bounded like its locator.
+    let invocation = adapter
+        .invoke(&json!({ "into": "giant-version" }), credentials())
+        .await;
+    let error = invocation.result.unwrap_err();
+    assert_eq!(
+        (error.error_code, error.message.as_str()),
+        (
+            ErrorCode::Internal,
+            "adapter broke the contract: `version` is 2097152 bytes; the limit is 1048576"
+        )
+    );
+    // A clean reference passes with its version.
+    match adapter.credentials(&json!({}), "i-1").await.unwrap() {
+        Credential::Reference {
+            locator, version, ..
+        } => assert_eq!(
+            (locator.as_str(), version.as_deref()),
+            ("secret/db", Some("3"))
+        ),
         other => panic!("unexpected {other:?}"),
     }
 
     // Without `reveal = true` the guest cannot read the value at all.
+    let file = secret_file(t.dir.path(), "sealed", LEAKY);
     let sealed = load(
         &t.runtime,
         HOSTILE_EXFILTRATE,
@@ -633,6 +790,218 @@ pub(crate) async fn exfiltrate() {
         "secret reveal denied: secret \"leaky\" may not be revealed to adapter \"hostile_exfiltrate\"; `reveal = true` in its policy table (line 1) would allow it"
     );
     assert_honest_call_succeeds(&t.runtime).await;
+}
+
+fn credentials() -> Operation {
+    Operation::Credentials {
+        instance_id: "i-1".into(),
+    }
+}
+
+/// The `airlock` binary, with a guest that logs a revealed secret at every level: neither
+/// stdout nor stderr carries it, with `--quiet` (where only the host's own `warn` lines
+/// reach stderr) or without, and at the most verbose filter.
+#[test]
+fn the_cli_never_prints_a_revealed_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(dir.path(), "leaky", LEAKY);
+    let policy = dir.path().join("exfiltrate.toml");
+    std::fs::write(
+        &policy,
+        format!("[secrets.leaky]\nsource = \"file:{file}\"\nreveal = true\n"),
+    )
+    .unwrap();
+    let run = |flags: &[&str], operation: &[&str], into: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["invoke", HOSTILE_EXFILTRATE])
+            .args(operation)
+            .arg("--config")
+            .arg(json!({ "into": into }).to_string())
+            .arg("--policy")
+            .arg(&policy)
+            .args(flags)
+            .output()
+            .expect("running airlock");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_no_spelling(&stdout, LEAKY, "stdout");
+        assert_no_spelling(&stderr, LEAKY, "stderr");
+        (output.status.code(), stdout, stderr)
+    };
+    let create = ["create", "--params", "{}"];
+    let status = ["status", "--instance", "i-1"];
+    for flags in [&["--quiet"][..], &[], &["--log", "trace"]] {
+        let quiet = flags == ["--quiet"];
+        let (code, stdout, stderr) = run(flags, &create, "");
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout).unwrap()["connection"],
+            json!({ "host": "db.example" })
+        );
+        // The guest's warn and error records pass through the host's tracing (default
+        // filter `warn`) even with --quiet: redacted before tracing saw them.
+        assert!(
+            stderr.contains("airlock::guest: the secret is [REDACTED]"),
+            "{flags:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.contains("[hostile_exfiltrate warn] the secret is [REDACTED]"),
+            !quiet,
+            "{flags:?}: {stderr}"
+        );
+        let (code, stdout, _) = run(flags, &create, "connection");
+        assert_eq!(code, Some(15), "INTERNAL's exit status");
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout).unwrap()["message"],
+            "adapter tried to return the secret \"leaky\" in /connection/apiToken"
+        );
+        let (_, stdout, _) = run(flags, &status, "error");
+        assert_eq!(
+            serde_json::from_str::<Value>(&stdout).unwrap()["message"],
+            "failed with token [REDACTED]"
+        );
+    }
+}
+
+/// From the guest's side: an adapter that may use the token but not reveal it tries every
+/// import that could hand it the value and reports what it got, reversed (a spelling the
+/// guard does not cover, so this does not rest on the guard). From the provider's side:
+/// the provider got exactly `Bearer TOKEN`.
+#[tokio::test]
+pub(crate) async fn secret_probe() {
+    let t = runtime();
+    let cloud = fakecloud().await;
+    let base = cloud.base_url();
+    let (recorder, seen_by_recorder) = recording_server().await;
+    let token_file = secret_file(t.dir.path(), "token", TOKEN);
+    let policy = format!(
+        r#"[[http.allow]]
+url = "{base}/"
+methods = ["GET"]
+addresses = ["127.0.0.1/32"]
+
+[[http.allow]]
+url = "{recorder}/"
+addresses = ["127.0.0.1/32"]
+
+[secrets.fakecloud-token]
+source = "file:{token_file}"
+destinations = ["{base}/v1/", "{recorder}/"]
+"#
+    );
+    let adapter = load(&t.runtime, HOSTILE_SECRET_PROBE, &policy).await;
+    let config = json!({
+        "secret": "fakecloud-token",
+        "bound": format!("{base}/v1/databases"),
+        "unbound": format!("{base}/_admin/stats"),
+        "recorder": format!("{recorder}/hook"),
+    });
+    let invocation = adapter
+        .invoke(
+            &config,
+            Operation::Create {
+                params: json!({}),
+                idempotency_key: None,
+            },
+        )
+        .await;
+    assert_eq!(invocation.receipt.redactions, 0);
+    assert_eq!(invocation.receipt.secrets_revealed, 0);
+    let Output::Provisioned(result) = ok(invocation.result) else {
+        panic!("create returns a result")
+    };
+    let seen: std::collections::BTreeMap<String, String> = result.metadata.unwrap()["seen"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().chars().rev().collect()))
+        .collect();
+    for (label, text) in &seen {
+        assert_no_spelling(text, TOKEN, label);
+    }
+    assert_eq!(seen["name"], "fakecloud-token");
+    assert_eq!(
+        seen["reveal"],
+        "secret reveal denied: secret \"fakecloud-token\" may not be revealed to adapter \"hostile_secret_probe\"; `reveal = true` in its policy table (line 10) would allow it"
+    );
+    assert_eq!(
+        seen["notGranted"],
+        "secret not granted: secret \"not-granted\" is not granted to adapter \"hostile_secret_probe\" (it is granted [\"fakecloud-token\"]); a policy table [secrets.not-granted] with a source would grant it"
+    );
+    assert!(
+        seen["bound"].starts_with("200 ") && seen["bound"].ends_with(" {\"databases\":[]}"),
+        "fakecloud accepted the token the host placed: {}",
+        seen["bound"]
+    );
+    assert_eq!(
+        seen["unbound"],
+        format!(
+            "Denied(\"GET {base}/_admin/stats denied: secret \\\"fakecloud-token\\\" is bound to [\\\"{base}/v1/\\\", \\\"{recorder}/\\\"], not to this destination; adding \\\"{base}/_admin/stats\\\" to `destinations` in its policy table (line 10) would allow it\")"
+        )
+    );
+    assert!(
+        seen["plainTemplate"].starts_with("401 "),
+        "a template in a plain header is sent as written, and the provider refuses it: {}",
+        seen["plainTemplate"]
+    );
+    assert!(
+        seen["recorder"].starts_with("200 ") && seen["recorder"].ends_with(" recorded"),
+        "{}",
+        seen["recorder"]
+    );
+    // The provider's side: the bound request carried exactly the token, and only it.
+    let requests = seen_by_recorder.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let authorization: Vec<&str> = requests[0]
+        .lines()
+        .filter_map(|line| line.strip_prefix("authorization: "))
+        .collect();
+    assert_eq!(authorization, [format!("Bearer {TOKEN}").as_str()]);
+    assert_eq!(
+        cloud.request_count(),
+        2,
+        "bound and plainTemplate reached /v1"
+    );
+    assert_honest_call_succeeds(&t.runtime).await;
+}
+
+/// An HTTP server on 127.0.0.1 that keeps each request's head (lower-cased header names)
+/// and answers `200 recorded`.
+async fn recording_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head);
+            let lowered: Vec<String> = head
+                .lines()
+                .map(|line| match line.split_once(':') {
+                    Some((name, value)) => format!("{}:{value}", name.to_ascii_lowercase()),
+                    None => line.to_owned(),
+                })
+                .collect();
+            keep.lock().unwrap().push(lowered.join("\n"));
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nrecorded",
+                )
+                .await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (url, seen)
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@ use serde_json::json;
 use crate::common::*;
 // Tested with the capabilities they attack, and in the suites of the hostile collection.
 #[allow(unused_imports)]
+use crate::capabilities::secret_probe;
+#[allow(unused_imports)]
 use crate::capabilities::{exfiltrate, http_probe};
 #[allow(unused_imports)]
 use crate::hostile_runtime::*;

@@ -94,15 +94,18 @@ impl CallContext {
             table: ResourceTable::new(),
             limiter: limiter::CallLimiter::new(limits.memory_bytes(), limits.table_elements),
             state: state::StateScope::new(db, adapter.to_owned(), limits),
+            // Guest text is redacted where it enters the host: each sink holds the guard.
             log: log::LogSink::new(
                 adapter.to_owned(),
                 limits.log_records,
                 limits.log_line_bytes,
+                grants.secrets.guard.clone(),
             ),
             progress: progress::ProgressSink::new(
                 limits.progress_reports,
                 limits.log_line_bytes,
                 live_progress,
+                grants.secrets.guard.clone(),
             ),
             stdout,
             stderr,

@@ -2,7 +2,9 @@
 //! bound, writes still succeed for the guest (so a chatty guest is not turned into a
 //! failing one): the first half of the bound keeps the start of the output, the second
 //! half its end (where a panic message lands), and what fell between is counted and
-//! marked in the text.
+//! marked in the text. The bytes stay raw while the guest writes (a secret may arrive in
+//! pieces); the leak guard runs when the host reads the text ([`BoundedPipe::redacted_text`]),
+//! which is the only way out of the pipe.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +13,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::capabilities::secrets::guard::LeakGuard;
 
 #[derive(Default)]
 struct Captured {
@@ -38,8 +43,15 @@ impl BoundedPipe {
         self.capacity / 2
     }
 
+    /// What was kept, as text, with every granted secret redacted, and how many were.
+    pub(crate) fn redacted_text(&self, guard: &LeakGuard) -> (String, u32) {
+        let mut text = self.text();
+        let count = guard.redact(&mut text);
+        (text, count)
+    }
+
     /// What was kept, as text (lossy), with a marker where output was dropped.
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         let captured = self.lock();
         let mut text = String::from_utf8_lossy(&captured.head).into_owned();
         if captured.dropped > 0 {
@@ -67,12 +79,9 @@ impl BoundedPipe {
     }
 }
 
-impl AsyncWrite for BoundedPipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+impl BoundedPipe {
+    /// Keep what fits of `buf`, count the rest; a write always succeeds for the guest.
+    fn append(&self, buf: &[u8]) {
         let head_capacity = self.head_capacity();
         let tail_capacity = self.capacity - head_capacity;
         let mut captured = self.lock();
@@ -86,6 +95,16 @@ impl AsyncWrite for BoundedPipe {
         captured.tail.drain(..overflow);
         captured.tail.extend(rest);
         captured.dropped += skipped + overflow as u64;
+    }
+}
+
+impl AsyncWrite for BoundedPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -104,8 +123,40 @@ impl IsTerminal for BoundedPipe {
     }
 }
 
+/// The most a guest may write in one `write` call; what the host copies per call.
+const WRITE_BUDGET: usize = 64 * 1024;
+
+/// The WASIp2 stream a guest writes to, straight into the pipe. wasmtime-wasi's default
+/// (`AsyncWriteStream`) runs a worker task per stream and logs every buffer it writes at
+/// `debug` (`wasmtime_wasi::p2::write_stream: worker writing: b"…"`): a host with that
+/// filter on would print guest stdout raw, secrets included, before the leak guard ran.
+impl OutputStream for BoundedPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+/// Always ready: a write never waits.
+#[wasmtime_wasi::async_trait]
+impl Pollable for BoundedPipe {
+    async fn ready(&mut self) {}
+}
+
 impl StdoutStream for BoundedPipe {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
 }
@@ -136,5 +187,18 @@ mod tests {
         assert_eq!(pipe.counts(), (6, 10));
         assert!(pipe.text().starts_with("abc\n[airlock: 10 bytes dropped"));
         assert!(pipe.text().ends_with("]\nnop"));
+    }
+
+    #[tokio::test]
+    async fn secrets_written_in_pieces_are_redacted_when_read() {
+        let pipe = BoundedPipe::new(1024);
+        let mut writer = pipe.clone();
+        writer.write_all(b"stdout: hunter2-is-").await.unwrap();
+        writer.write_all(b"not-a-good-password\n").await.unwrap();
+        let guard = LeakGuard::new([("leaky", "hunter2-is-not-a-good-password")]);
+        assert_eq!(
+            pipe.redacted_text(&guard),
+            ("stdout: [REDACTED]\n".to_owned(), 1)
+        );
     }
 }

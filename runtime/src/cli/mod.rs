@@ -63,6 +63,9 @@ pub(crate) fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain text, which
+        // tools (and the tests that search stderr for a leaked secret) read as written.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -120,7 +120,11 @@ impl SecretGrants {
                 },
             );
         }
-        let guard = LeakGuard::new(grants.values().map(|g| g.value.expose()));
+        let guard = LeakGuard::new(
+            grants
+                .iter()
+                .map(|(name, g)| (name.as_str(), g.value.expose())),
+        );
         Ok(SecretGrants { grants, guard })
     }
 }
