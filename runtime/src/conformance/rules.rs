@@ -997,6 +997,13 @@ impl<'a> Checker<'a> {
                 );
             }
         };
+        // A create done despite the fault left a host record: the retry is answered from
+        // it, and only the count can show what the faulted call itself made.
+        let replayed = if retried.receipt.idempotency == Some("replayed") {
+            " (from the host's record: the faulted create had succeeded)"
+        } else {
+            ""
+        };
         let after = self.resources().await;
         let uncounted = match (before, after) {
             (Ok(before), Ok(after)) if after != before + 1 => {
@@ -1011,11 +1018,11 @@ impl<'a> Checker<'a> {
                 );
             }
             (Ok(_), Ok(_)) => {
-                notes.push(format!("retry gave {instance}, 1 resource"));
+                notes.push(format!("retry gave {instance}{replayed}, 1 resource"));
                 None
             }
             (Err(why), _) | (_, Err(why)) => {
-                notes.push(format!("retry gave {instance}"));
+                notes.push(format!("retry gave {instance}{replayed}"));
                 Some(why)
             }
         };
@@ -1214,23 +1221,31 @@ impl<'a> Checker<'a> {
             );
             return;
         }
-        let leaks: Vec<String> = self
-            .calls
-            .iter()
-            .filter_map(|call| {
-                let places = leak_places(&call.invocation);
-                let during = match call.fault {
-                    Some(fault) => format!("{} under {}", call.operation, fault.describe()),
-                    None => call.operation.to_owned(),
-                };
-                let redactions = call.invocation.receipt.redactions;
-                match (places.is_empty(), redactions) {
-                    (false, _) => Some(format!("{during}: {}", places.join(", "))),
-                    (true, 0) => None,
-                    (true, n) => Some(format!(
-                        "{during}: {n} replaced in a part of the output the checker does not see"
-                    )),
+        // Where, by operation, in the order first seen: (operation, place, calls).
+        let mut places: Vec<(&'static str, String, usize)> = Vec::new();
+        for call in &self.calls {
+            let mut found = leak_places(&call.invocation);
+            let redactions = call.invocation.receipt.redactions;
+            if found.is_empty() && redactions > 0 {
+                found.push(format!(
+                    "{redactions} replaced in a part of the output the checker does not see"
+                ));
+            }
+            for place in found {
+                match places
+                    .iter_mut()
+                    .find(|(op, at, _)| *op == call.operation && *at == place)
+                {
+                    Some((_, _, calls)) => *calls += 1,
+                    None => places.push((call.operation, place, 1)),
                 }
+            }
+        }
+        let leaks: Vec<String> = places
+            .iter()
+            .map(|(operation, place, calls)| match calls {
+                1 => format!("{operation}: {place} (1 call)"),
+                n => format!("{operation}: {place} ({n} calls)"),
             })
             .collect();
         if leaks.is_empty() {
@@ -1891,6 +1906,75 @@ mod tests {
                 .unwrap_err()
                 .contains("echoed idempotencyKey None")
         );
+    }
+
+    #[test]
+    fn a_leak_is_named_by_the_json_pointer_of_the_marked_string_or_key() {
+        let output = json!({
+            "instanceId": "db-1",
+            "connection": { "apiToken": "[REDACTED]", "a/b~c": "x [REDACTED] y", "host": "h" },
+            "metadata": { "tags": ["ok", "[REDACTED]"], "[REDACTED]": 1 },
+        });
+        let mut found = Vec::new();
+        marked_pointers(&output, &mut String::new(), &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "/connection/apiToken",
+                "/connection/a~1b~0c",
+                "/metadata/[REDACTED]",
+                "/metadata/tags/1"
+            ]
+        );
+        let mut found = Vec::new();
+        marked_pointers(&json!("[REDACTED]"), &mut String::new(), &mut found);
+        assert_eq!(found, ["/"]);
+    }
+
+    #[test]
+    fn the_runtime_s_account_of_a_returned_secret_gives_the_field() {
+        assert_eq!(
+            returned_secret_field(
+                r#"adapter tried to return the secret "fakecloud-token" in /connection/apiToken"#
+            )
+            .as_deref(),
+            Some("/connection/apiToken")
+        );
+        assert_eq!(
+            returned_secret_field(
+                r#"adapter tried to return the secret "t" in connection.apiToken."#
+            )
+            .as_deref(),
+            Some("/connection/apiToken")
+        );
+        assert_eq!(returned_secret_field("provider answered HTTP 500"), None);
+    }
+
+    #[test]
+    fn a_denial_is_quoted_whole_from_the_request_it_names() {
+        let denial = "POST https://api.x.example/v1/db denied: the [[http.allow]] entry on line 3 (`https://api.x.example/v2/`) allows paths under /v2/, not /v1/db";
+        assert_eq!(denial_in(denial), Some(denial));
+        assert_eq!(denial_in(&format!("create failed: {denial}")), Some(denial));
+        assert_eq!(denial_in("provider answered HTTP 403: denied"), None);
+    }
+
+    #[test]
+    fn reveal_warns_for_each_revealed_secret_and_names_its_line() {
+        let policy = Policy::from_toml(
+            "[secrets.plain]\nsource = \"env:A\"\n\n[secrets.signing-key]\nsource = \"env:B\"\nreveal = true\n",
+            "p.toml",
+        )
+        .unwrap();
+        let (outcome, evidence) = judge_reveal(&policy);
+        assert_eq!(outcome, Outcome::Warn);
+        assert!(
+            evidence.starts_with(
+                "reveal = true on \"signing-key\" (line 4): the value enters the sandbox, "
+            ),
+            "{evidence}"
+        );
+        assert_eq!(judge_reveal(&Policy::default()).0, Outcome::Pass);
     }
 
     #[test]

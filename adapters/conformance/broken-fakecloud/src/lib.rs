@@ -52,9 +52,17 @@ fn may_have_been_processed(error: &AdapterError) -> bool {
 /// provider, try again at once with a *new* client token, so the provider cannot tell the
 /// retry from a new request and makes a second database. Only the provider's resource count
 /// shows it: the call succeeds, and a later create with the same key finds the first.
-fn retry_with_a_fresh_key(config: &Config, params: &Params, key: Option<&str>) -> Result<ProvisionResult> {
+fn retry_with_a_fresh_key(
+    config: &Config,
+    params: &Params,
+    key: Option<&str>,
+) -> Result<ProvisionResult> {
     let endpoint = config.require_str("endpoint")?.trim_end_matches('/');
-    let token = secrets::get(config.optional_str("tokenSecret")?.unwrap_or("fakecloud-token"))?;
+    let token = secrets::get(
+        config
+            .optional_str("tokenSecret")?
+            .unwrap_or("fakecloud-token"),
+    )?;
     let stable = airlock_sdk::invocation::client_token()
         .or_else(|| key.map(str::to_owned))
         .unwrap_or_default();
@@ -74,26 +82,33 @@ fn retry_with_a_fresh_key(config: &Config, params: &Params, key: Option<&str>) -
     let db: Value = response.json()?;
     let text = |name: &str| db[name].as_str().unwrap_or_default().to_owned();
     let connection = Connection::new()
-        .with("host", db["endpoint"]["host"].as_str().unwrap_or_default().to_owned())
+        .with(
+            "host",
+            db["endpoint"]["host"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
         .with("port", db["endpoint"]["port"].as_u64().unwrap_or_default())
         .with("database", text("name"));
     Ok(ProvisionResult::created(text("id"), connection).with_idempotency_key(key))
 }
 
-/// With `credentials_no-secret`, the provider token revealed and written into `message`.
+/// With `credentials_no-secret`, the provider token revealed and written into the error's
+/// message, a field the checker must name (`/message`).
 fn with_revealed_token(mut error: AdapterError) -> AdapterError {
     if cfg!(feature = "credentials_no-secret")
         && let Ok(token) = secrets::get("fakecloud-token")
         && let Ok(value) = secrets::reveal(&token)
     {
-        error.message = format!("{} (checked with token {value})", error.message);
+        error.message = format!("{} (sent with token {value})", error.message);
     }
     error
 }
 
 impl Adapter for Broken {
     fn validate_config(config: &Config) -> Result<()> {
-        FakeCloud::validate_config(config).map_err(with_revealed_token)
+        FakeCloud::validate_config(config)
     }
 
     fn create(config: &Config, params: &Params, key: Option<&str>) -> Result<ProvisionResult> {
@@ -103,12 +118,16 @@ impl Adapter for Broken {
         }
         match FakeCloud::create(config, params, key) {
             Err(error)
-                if cfg!(feature = "fault_fresh-key-per-retry") && may_have_been_processed(&error) =>
+                if cfg!(feature = "fault_fresh-key-per-retry")
+                    && may_have_been_processed(&error) =>
             {
-                log::warn(&format!("{}; retrying with a new client token", error.message));
+                log::warn(&format!(
+                    "{}; retrying with a new client token",
+                    error.message
+                ));
                 retry_with_a_fresh_key(config, params, key)
             }
-            result => result.map_err(misclassify),
+            result => result.map_err(misclassify).map_err(with_revealed_token),
         }
     }
 
