@@ -32,8 +32,10 @@ pub(crate) struct CheckArgs {
     /// Non-object configs are always tried.
     #[arg(long = "invalid-config")]
     invalid_configs: Vec<String>,
-    /// Send the adapter's allowed requests to this provider (base URL) instead of a
-    /// built-in fakecloud. Secrets then come from the policy's own sources.
+    /// Send every request the policy allows to this provider instead of a built-in
+    /// fakecloud: its scheme, host and port replace the request's (path and query kept).
+    /// Secrets then come from the policy's own sources. Resources are counted if it serves
+    /// GET /_admin/stats; if not, the rules that need the count are not judged.
     #[arg(long, conflicts_with = "replay")]
     provider: Option<String>,
     /// Keep the provider's answers in FILE, to replay this run with --replay.

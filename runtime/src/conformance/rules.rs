@@ -1249,12 +1249,23 @@ impl<'a> Checker<'a> {
             })
             .collect();
         if leaks.is_empty() {
+            let revealed = self
+                .adapter
+                .policy()
+                .secrets
+                .values()
+                .any(|secret| secret.get_ref().reveal);
             self.judge(
                 NO_SECRET,
                 Outcome::Pass,
                 format!(
-                    "{granted} granted secret(s) in no output of {} calls (results, errors, logs, progress, stdio)",
-                    self.calls.len()
+                    "{granted} granted secret(s) in no output of {} calls (results, errors, logs, progress, stdio){}",
+                    self.calls.len(),
+                    if revealed {
+                        "; a revealed secret is found only in the encodings the leak guard knows (see secrets.reveal)"
+                    } else {
+                        ""
+                    }
                 ),
             );
         } else {
