@@ -31,7 +31,7 @@
 //! | `DELETE /v1/databases/{id}` | 202 `{"id", "state": "DELETING"}` (gone at once); 404 `not_found` |
 //! | `POST /v1/databases/{id}/credentials` | 201 `{"username", "password", "expiresAtMs"}`; 409 `not_ready` while `CREATING`; 404 `not_found` |
 //! | `POST /_admin/faults` `{"status", "count"?}` or `{"delayMillis", "count"?}` | 200 `{"pendingFaults": n}`; 400 `invalid_request` |
-//! | `GET /_admin/stats` | 200 `{"resources", "requests"}` |
+//! | `GET /_admin/stats` | 200 `{"resources", "requests"}`: live resources, `/v1` requests counted; 404 with [`FakeCloudConfig::admin_stats`] off |
 //!
 //! A resource:
 //! `{"id": "db-000001", "name", "plan", "clientToken", "state": "CREATING"|"AVAILABLE",
@@ -96,6 +96,10 @@ pub struct FakeCloudConfig {
     pub rate_limit_per_second: Option<u32>,
     /// How long issued credentials live, in seconds (default 900).
     pub credential_ttl_secs: u64,
+    /// Serve `GET /_admin/stats` (default true). Off, it answers 404 like any unknown
+    /// route: a provider whose resources cannot be counted, as most real ones are to
+    /// `airlock check`.
+    pub admin_stats: bool,
 }
 
 impl Default for FakeCloudConfig {
@@ -106,6 +110,7 @@ impl Default for FakeCloudConfig {
             steps: 4,
             rate_limit_per_second: None,
             credential_ttl_secs: 900,
+            admin_stats: true,
         }
     }
 }
@@ -428,15 +433,18 @@ fn now_ms() -> u64 {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/databases", post(create_database).get(list_databases))
         .route(
             "/v1/databases/{id}",
             get(get_database).delete(delete_database),
         )
         .route("/v1/databases/{id}/credentials", post(issue_credentials))
-        .route("/_admin/faults", post(admin_fault))
-        .route("/_admin/stats", get(admin_stats))
+        .route("/_admin/faults", post(admin_fault));
+    if shared.config.admin_stats {
+        router = router.route("/_admin/stats", get(admin_stats));
+    }
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))

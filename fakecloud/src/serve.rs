@@ -36,6 +36,7 @@ pub async fn serve(args: ServeArgs) -> std::io::Result<()> {
         steps: args.steps,
         rate_limit_per_second: args.rate_limit,
         credential_ttl_secs: args.credential_ttl_secs,
+        admin_stats: true,
     };
     let cloud = FakeCloud::start_on(config, args.port).await?;
     {

@@ -1,5 +1,5 @@
 //! `airlock check ADAPTER.wasm`: the conformance checker. One line per rule, exit status 1
-//! if any rule failed, `--json` for CI.
+//! if any rule failed (or, with `--strict`, was not judged), `--json` for CI.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use airlock::conformance::{self, CheckEvent, CheckOptions, Outcome, ProviderChoice, Report};
 use clap::Args;
+use serde_json::{Value, json};
 
 use super::invoke::json_argument;
 
-/// Exit status when a rule failed.
+/// Exit status when a rule failed, or with `--strict` was not judged.
 const EXIT_FAILED: u8 = 1;
 
 #[derive(Args)]
@@ -31,8 +32,10 @@ pub(crate) struct CheckArgs {
     /// Non-object configs are always tried.
     #[arg(long = "invalid-config")]
     invalid_configs: Vec<String>,
-    /// Send the adapter's allowed requests to this provider (base URL) instead of a
-    /// built-in fakecloud. Secrets then come from the policy's own sources.
+    /// Send every request the policy allows to this provider instead of a built-in
+    /// fakecloud: its scheme, host and port replace the request's (path and query kept).
+    /// Secrets then come from the policy's own sources. Resources are counted if it serves
+    /// GET /_admin/stats; if not, the rules that need the count are not judged.
     #[arg(long, conflicts_with = "replay")]
     provider: Option<String>,
     /// Keep the provider's answers in FILE, to replay this run with --replay.
@@ -47,6 +50,10 @@ pub(crate) struct CheckArgs {
     /// Print the report as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Fail (exit status 1) when a rule that applies could not be judged, e.g. a fault
+    /// rule against a provider that cannot count its resources.
+    #[arg(long)]
+    strict: bool,
 }
 
 pub(crate) async fn run(args: CheckArgs) -> ExitCode {
@@ -125,50 +132,64 @@ pub(crate) async fn run(args: CheckArgs) -> ExitCode {
         Ok(report) => report,
         Err(e) => return super::fail(&e.to_string()),
     };
+    let passed = if args.strict {
+        report.passed_strictly()
+    } else {
+        report.passed()
+    };
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(&json_report(&report, args.strict, passed))
+                .unwrap_or_default()
         );
     } else {
         print_summary(&report, args.record.as_deref());
     }
-    if report.passed() {
+    if !json && args.strict && report.passed() && !passed {
+        println!(
+            "--strict: {} rule(s) not judged count as failed",
+            report.count(Outcome::NotJudged)
+        );
+    }
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
     }
 }
 
+/// The verdict as printed; the JSON report spells it `pass`, `warn`, `fail`, `skip`,
+/// `not-judged`.
 fn label(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "PASS",
+        Outcome::Warn => "WARN",
         Outcome::Fail => "FAIL",
         Outcome::Skip => "SKIP",
+        Outcome::NotJudged => "NOT JUDGED",
     }
 }
 
 fn print_rule(result: &conformance::RuleResult) {
     println!(
-        "  {}  {:<30} {}",
+        "  {:<10}  {:<30} {}",
         label(result.outcome),
         result.rule,
         result.title
     );
     for line in result.evidence.lines() {
-        println!("        {:<30} {line}", "");
+        println!("  {:<10}  {:<30} {line}", "", "");
     }
 }
 
 fn print_summary(report: &Report, record: Option<&std::path::Path>) {
     println!(
-        "\n{} ({}) against {}: {} passed, {} failed, {} skipped",
+        "\n{} ({}) against {}: {}",
         report.adapter,
         &report.sha256[..16],
         report.provider,
-        report.count(Outcome::Pass),
-        report.count(Outcome::Fail),
-        report.count(Outcome::Skip)
+        summary(report)
     );
     if let Some(path) = record {
         println!(
@@ -177,4 +198,39 @@ fn print_summary(report: &Report, record: Option<&std::path::Path>) {
             path.display()
         );
     }
+}
+
+/// The counts of the summary line: `18 passed, 0 failed, 2 not judged, 3 skipped`, with
+/// `, 1 warning` when a rule warned.
+fn summary(report: &Report) -> String {
+    let mut line = format!(
+        "{} passed, {} failed, {} not judged, {} skipped",
+        report.count(Outcome::Pass),
+        report.count(Outcome::Fail),
+        report.count(Outcome::NotJudged),
+        report.count(Outcome::Skip)
+    );
+    match report.count(Outcome::Warn) {
+        0 => {}
+        1 => line.push_str(", 1 warning"),
+        n => line.push_str(&format!(", {n} warnings")),
+    }
+    line
+}
+
+/// The report as `--json` prints it: the library's report, plus the summary line's counts
+/// (`counts`), whether `--strict` was on, and the verdict the exit status follows
+/// (`passed`).
+fn json_report(report: &Report, strict: bool, passed: bool) -> Value {
+    let mut value = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
+    value["counts"] = json!({
+        "passed": report.count(Outcome::Pass),
+        "failed": report.count(Outcome::Fail),
+        "notJudged": report.count(Outcome::NotJudged),
+        "skipped": report.count(Outcome::Skip),
+        "warnings": report.count(Outcome::Warn),
+    });
+    value["strict"] = json!(strict);
+    value["passed"] = json!(passed);
+    value
 }

@@ -43,9 +43,11 @@ pub enum ProviderChoice {
     /// Start fakecloud on 127.0.0.1 for the run; every secret the policy grants resolves
     /// to the token it accepts.
     BuiltIn,
-    /// A provider already running at this base URL (scheme, host, port). Secrets resolve
-    /// from their policy sources. If it answers `GET /_admin/stats` like fakecloud does,
-    /// resources are counted.
+    /// A provider already running at this origin: every request the policy allows goes to
+    /// its scheme, host and port, with the request's own path and query. Secrets resolve
+    /// from their policy sources. If it answers `GET /_admin/stats` with
+    /// `{"resources": N}` (the live resources it holds), the fault rules count resources;
+    /// if not, the rules that rest on that count are not judged.
     External(Url),
     /// No provider: answers come from a recording made with [`CheckOptions::record`].
     Replay(PathBuf),
@@ -85,16 +87,32 @@ impl CheckOptions {
 }
 
 /// How a rule came out.
+///
+/// `Skip` and `NotJudged` both mean "no verdict", for different reasons: a skipped rule
+/// does not apply to this adapter (it exports no such interface, or imports no `http` to
+/// fault); a rule not judged applies but the checker could not measure what it asks (an
+/// earlier step failed, the provider cannot count its resources, the adapter sent no
+/// request to fault). Only `Fail` fails a run; `--strict` fails `NotJudged` too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// It held.
+    /// It held, on evidence the checker measured.
+    #[serde(rename = "pass")]
     Pass,
+    /// It held, but the evidence shows a risk the author should know about (a secret the
+    /// policy reveals to the adapter). Never fails a run.
+    #[serde(rename = "warn")]
+    Warn,
     /// It did not; the evidence says how.
+    #[serde(rename = "fail")]
     Fail,
-    /// It could not be judged (an optional interface not exported, an adapter that makes
-    /// no HTTP requests, an earlier step that failed); the evidence says why.
+    /// It does not apply to this adapter (an optional interface not exported, no `http`
+    /// import, no secret granted); the evidence says why.
+    #[serde(rename = "skip")]
     Skip,
+    /// It applies, but the checker could not measure it; the evidence says what was missing.
+    /// A pass here would claim what nobody saw.
+    #[serde(rename = "not-judged")]
+    NotJudged,
 }
 
 /// One rule's result.
@@ -104,9 +122,9 @@ pub struct RuleResult {
     pub rule: &'static str,
     /// What the rule asks, in a line.
     pub title: &'static str,
-    /// Pass, fail or skip.
+    /// Pass, warn, fail, skip or not judged.
     pub outcome: Outcome,
-    /// What was seen.
+    /// What was seen; for a skip or a rule not judged, why there is no verdict.
     pub evidence: String,
 }
 
@@ -125,9 +143,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether no rule failed.
+    /// Whether no rule failed. Rules not judged do not count against it; see
+    /// [`Report::passed_strictly`].
     pub fn passed(&self) -> bool {
         self.count(Outcome::Fail) == 0
+    }
+
+    /// Whether no rule failed and every rule that applies was judged (`--strict`).
+    pub fn passed_strictly(&self) -> bool {
+        self.passed() && self.count(Outcome::NotJudged) == 0
     }
 
     /// How many rules came out as `outcome`.

@@ -79,6 +79,9 @@ pub(crate) struct SeenRequest {
     pub(crate) url: String,
     pub(crate) mutating: bool,
     pub(crate) faulted: bool,
+    /// The provider's status (live or replayed); `None` when it did not answer, or the
+    /// checker answered in its place (an injected fault).
+    pub(crate) status: Option<u16>,
 }
 
 impl SeenRequest {
@@ -252,7 +255,9 @@ fn describe(event: Option<&Event>) -> String {
 
 impl HttpInterceptor for StandIn {
     fn intercept(&self, request: &InterceptedRequest) -> Interception {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        // One plain borrow, so the mode and the seen requests can be borrowed apart.
+        let state = &mut *guard;
         let fault = state.fault.filter(|fault| {
             fault.persistent()
                 || (state.fired == 0 && (request.is_mutating() || !state.mutating_target))
@@ -265,6 +270,7 @@ impl HttpInterceptor for StandIn {
             url: request.url.clone(),
             mutating: request.is_mutating(),
             faulted: fault.is_some(),
+            status: None,
         });
         let failure = match fault {
             Some(Fault::RateLimited) => {
@@ -326,7 +332,12 @@ impl HttpInterceptor for StandIn {
                 };
                 match (failure, recorded.response) {
                     (Some(failure), _) => Interception::Fail(failure),
-                    (None, Some(response)) => Interception::Respond(response.into()),
+                    (None, Some(response)) => {
+                        if let Some(last) = state.seen.last_mut() {
+                            last.status = Some(response.status);
+                        }
+                        Interception::Respond(response.into())
+                    }
                     (None, None) => Interception::Fail(InjectedFailure::ConnectionReset),
                 }
             }
@@ -334,10 +345,19 @@ impl HttpInterceptor for StandIn {
     }
 
     fn exchanged(&self, request: &InterceptedRequest, exchange: &Exchange) {
+        let mut state = self.lock();
+        if let Exchange::Answered(response) = exchange
+            && let Some(seen) =
+                state.seen.iter_mut().rev().find(|s| {
+                    s.status.is_none() && s.method == request.method && s.url == request.url
+                })
+        {
+            seen.status = Some(response.status);
+        }
         if let Mode::Live {
             recording: Some(events),
             ..
-        } = &mut self.lock().mode
+        } = &mut state.mode
         {
             events.push(Event::Exchange(Box::new(RecordedExchange::new(
                 request, exchange,

@@ -106,7 +106,7 @@ impl Body {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RecordedResponse {
-    status: u16,
+    pub(crate) status: u16,
     #[serde(default)]
     headers: Vec<(String, String)>,
     #[serde(flatten)]

@@ -90,13 +90,17 @@ const NO_SECRET: Rule = (
     "credentials.no-secret",
     "no granted secret appears in any output",
 );
+const SECRETS_REVEAL: Rule = (
+    "secrets.reveal",
+    "no secret is granted with reveal = true (its value would enter the sandbox); warns, never fails",
+);
 const RESOURCES: Rule = (
     "resources",
     "fuel, memory and wall time per operation stay under 90% of the policy's limits",
 );
 
 /// Every rule, in the order the checker runs them.
-pub const RULES: [Rule; 21] = [
+pub const RULES: [Rule; 22] = [
     WORLD,
     VALIDATE_REJECTS,
     VALIDATE_ACCEPTS,
@@ -117,6 +121,7 @@ pub const RULES: [Rule; 21] = [
     STATUS_AFTER_DESTROY,
     ERRORS,
     NO_SECRET,
+    SECRETS_REVEAL,
     RESOURCES,
 ];
 
@@ -150,13 +155,67 @@ pub(crate) struct Checker<'a> {
     run: String,
     results: Vec<RuleResult>,
     calls: Vec<Call>,
+    /// The `secrets.reveal` verdict, judged on the policy before the run.
+    reveal: Option<(Outcome, String)>,
     on_event: &'a mut (dyn FnMut(&CheckEvent) + Send),
     _data: tempfile::TempDir,
 }
 
-fn short(error: &AdapterError) -> String {
-    let message: String = error.message.chars().take(160).collect();
-    format!("{} {message:?}", error.error_code.as_str())
+/// An error as the report shows it: its code and its whole message. Nothing is cut: a
+/// denial names the policy line that would grant the request, and the host already bounds
+/// an adapter's message (`limits.max_output_bytes`).
+fn said(error: &AdapterError) -> String {
+    format!("{} {:?}", error.error_code.as_str(), error.message)
+}
+
+/// The host's denial in `text`, from the request it names on: the host words every denial
+/// `"{METHOD} {url} denied: {why}"`, and an adapter that passes it on may wrap it
+/// (`"create failed: POST https://… denied: …"`).
+fn denial_in(text: &str) -> Option<&str> {
+    let at = text.find(" denied: ")?;
+    let before = &text[..at];
+    let start = before
+        .rfind(' ')
+        .and_then(|url| before[..url].rfind(' ').map(|method| method + 1))
+        .unwrap_or(0);
+    Some(&text[start..])
+}
+
+/// Why a call failed, as the report says it: when the host refused one of the call's
+/// requests before it reached the provider (the receipt counts more requests than the
+/// stand-in saw) and the adapter passed the host's denial on, "denied by the policy: …"
+/// with the denial whole; else the error.
+fn why_failed(invocation: &Invocation, seen: &[SeenRequest], error: &AdapterError) -> String {
+    match refusal(invocation, seen) {
+        Some(Refusal::Denied(denial)) => format!("denied by the policy: {denial}"),
+        _ => said(error),
+    }
+}
+
+/// What the host did with requests of a call that never reached the provider.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Denied by the policy; the host's words, whole.
+    Denied(String),
+    /// Refused (denied, malformed or past a limit) without the host's reason reaching
+    /// the adapter's error or logs; how many.
+    Unexplained(usize),
+}
+
+fn refusal(invocation: &Invocation, seen: &[SeenRequest]) -> Option<Refusal> {
+    let refused = (invocation.receipt.http_requests as usize).checked_sub(seen.len())?;
+    if refused == 0 {
+        return None;
+    }
+    let error = invocation.result.as_ref().err().map(|e| e.message.as_str());
+    let denial = error
+        .into_iter()
+        .chain(invocation.logs.iter().map(|l| l.message.as_str()))
+        .find_map(denial_in);
+    Some(match denial {
+        Some(denial) => Refusal::Denied(denial.to_owned()),
+        None => Refusal::Unexplained(refused),
+    })
 }
 
 fn now_ms() -> u64 {
@@ -264,6 +323,8 @@ impl<'a> Checker<'a> {
                 (StandIn::replay(recording), None, run, label)
             }
         };
+        // Judged on the policy as the operator wrote it, whether or not the adapter loads.
+        let reveal = judge_reveal(&policy);
         let mut sources = crate::capabilities::secrets::source::default_sources();
         if !matches!(options.provider, ProviderChoice::External(_)) {
             // The built-in provider (and a replay of it) accepts one token: every secret
@@ -303,8 +364,14 @@ impl<'a> Checker<'a> {
                 for rule in RULES {
                     let (outcome, evidence) = if rule == WORLD {
                         (Outcome::Fail, error.to_string())
+                    } else if rule == SECRETS_REVEAL {
+                        // Judged on the policy alone.
+                        reveal.clone()
                     } else {
-                        (Outcome::Skip, "the adapter did not load".to_owned())
+                        (
+                            Outcome::NotJudged,
+                            "the adapter did not load, so it could not be run".to_owned(),
+                        )
                     };
                     let result = RuleResult {
                         rule: rule.0,
@@ -333,6 +400,7 @@ impl<'a> Checker<'a> {
             run,
             results: Vec::new(),
             calls: Vec::new(),
+            reveal: Some(reveal),
             on_event,
             _data: data,
         };
@@ -378,10 +446,36 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn skip_all(&mut self, rules: &[Rule], why: &str) {
+    /// Rules that could not be run, for the same reason: not judged, or skipped where
+    /// they do not apply to this adapter at all.
+    fn not_judged_all(&mut self, rules: &[Rule], why: &str) {
         for rule in rules {
-            self.judge(*rule, Outcome::Skip, why);
+            match self.not_applicable(*rule) {
+                Some(reason) => self.judge(*rule, Outcome::Skip, reason),
+                None => self.judge(*rule, Outcome::NotJudged, why),
+            }
         }
+    }
+
+    /// Why `rule` does not apply to this adapter, if it does not: an optional interface it
+    /// does not export, or faults for an adapter without `http`.
+    fn not_applicable(&self, rule: Rule) -> Option<&'static str> {
+        let optional = self.adapter.info().optional;
+        if rule == LIFECYCLE && !optional.lifecycle {
+            Some("lifecycle is not exported")
+        } else if rule == COSTS && !optional.costs {
+            Some("costs is not exported")
+        } else if rule == ROTATION && !optional.rotation {
+            Some("rotation is not exported")
+        } else if rule.0.starts_with("fault.") && !self.imports_http() {
+            Some("the adapter does not import http, so there is no provider request to fault")
+        } else {
+            None
+        }
+    }
+
+    fn imports_http(&self) -> bool {
+        self.adapter.info().capabilities().contains(&"http")
     }
 
     /// One call, with `fault` armed (one-shot faults aim at the first mutating request of
@@ -412,14 +506,18 @@ impl<'a> Checker<'a> {
         self.call(operation, fault).await
     }
 
-    /// The provider's resource count, when it can be known.
-    async fn resources(&self) -> Option<u64> {
+    /// The provider's resource count, or why it cannot be known.
+    async fn resources(&self) -> Result<u64, String> {
         let live = match (&self.provider, &self.cloud) {
-            (ProviderChoice::BuiltIn, Some(cloud)) => Some(cloud.resource_count() as u64),
+            (ProviderChoice::BuiltIn, Some(cloud)) => Ok(cloud.resource_count() as u64),
             (ProviderChoice::External(url), _) => admin_resource_count(url).await,
-            _ => None,
+            _ => Err(String::new()),
         };
-        self.stand_in.resources(live)
+        let why = live.as_ref().err().cloned();
+        self.stand_in.resources(live.ok()).ok_or_else(|| match why {
+            Some(why) if !why.is_empty() => why,
+            _ => "the recording holds no count here: the provider it was recorded against could not be counted".to_owned(),
+        })
     }
 
     async fn all_rules(&mut self) {
@@ -427,9 +525,9 @@ impl<'a> Checker<'a> {
         self.validate_config().await;
         if self.results.last().map(|r| r.outcome) != Some(Outcome::Pass) {
             let rest: Vec<Rule> = RULES[3..18].to_vec();
-            self.skip_all(
+            self.not_judged_all(
                 &rest,
-                "the valid config was rejected, so no other operation can be judged",
+                "the valid config was rejected, so no other operation could be run",
             );
         } else {
             match self.create_idempotent().await {
@@ -441,8 +539,8 @@ impl<'a> Checker<'a> {
                     self.destroy_rules(&instance).await;
                 }
                 None => {
-                    let why = "create failed, so there is no resource to judge";
-                    self.skip_all(
+                    let why = "create failed, so there is no resource to run this on";
+                    self.not_judged_all(
                         &[
                             STATUS_READ_ONLY,
                             STATUS_PROGRESS,
@@ -455,12 +553,15 @@ impl<'a> Checker<'a> {
                         why,
                     );
                     self.faults().await;
-                    self.skip_all(&[DESTROY_IDEMPOTENT, STATUS_AFTER_DESTROY], why);
+                    self.not_judged_all(&[DESTROY_IDEMPOTENT, STATUS_AFTER_DESTROY], why);
                 }
             }
         }
         self.errors();
         self.no_secret();
+        if let Some((outcome, evidence)) = self.reveal.take() {
+            self.judge(SECRETS_REVEAL, outcome, evidence);
+        }
         self.resource_use();
     }
 
@@ -524,7 +625,7 @@ impl<'a> Checker<'a> {
                 Err(error) => {
                     verdict = Err(format!(
                         "config {config}: {} (expected VALIDATION)",
-                        short(&error)
+                        said(&error)
                     ));
                     break;
                 }
@@ -548,7 +649,7 @@ impl<'a> Checker<'a> {
             Err(error) => Err(format!(
                 "{} rejected it: {}",
                 self.options.config,
-                short(&error)
+                said(&error)
             )),
         };
         self.verdict(VALIDATE_ACCEPTS, verdict);
@@ -556,7 +657,8 @@ impl<'a> Checker<'a> {
 
     async fn create_idempotent(&mut self) -> Option<String> {
         let key = self.key("idempotent");
-        let first = match self.create(&key, None).await.result {
+        let created = self.create(&key, None).await;
+        let first = match created.result {
             Ok(Output::Provisioned(result)) => result,
             Ok(other) => {
                 self.judge(
@@ -566,12 +668,14 @@ impl<'a> Checker<'a> {
                 );
                 return None;
             }
-            Err(error) => {
-                self.judge(
-                    CREATE_IDEMPOTENT,
-                    Outcome::Fail,
-                    format!("create failed: {}", short(&error)),
-                );
+            Err(ref error) => {
+                let seen = self.last_seen();
+                let mut evidence = format!("create failed: {}", why_failed(&created, &seen, error));
+                if let Some(hint) = self.stand_in_hint(&seen) {
+                    evidence.push('\n');
+                    evidence.push_str(&hint);
+                }
+                self.judge(CREATE_IDEMPOTENT, Outcome::Fail, evidence);
                 return None;
             }
         };
@@ -579,14 +683,54 @@ impl<'a> Checker<'a> {
         // the repeat reaches the adapter, as it would after the record expired.
         let forgot = self.runtime.forget_records(self.adapter.name()).await;
         let second = self.create(&key, None).await;
-        let verdict = match (&forgot, &second.result) {
-            (Err(e), _) => Err(format!("cannot set the host's record aside: {e}")),
-            (_, Err(error)) => Err(format!("the repeated create failed: {}", short(error))),
-            (_, Ok(Output::Provisioned(again))) => judge_repeat(&key, &first, again),
-            (_, Ok(other)) => Err(format!("the repeated create returned {other:?}")),
+        let (outcome, evidence) = match (&forgot, &second.result) {
+            (Err(e), _) => (
+                Outcome::NotJudged,
+                format!(
+                    "cannot set the host's record aside, so a repeat would not reach the adapter: {e}"
+                ),
+            ),
+            (Ok(_), _) if !second.receipt.instantiated => (
+                Outcome::NotJudged,
+                format!(
+                    "the repeat with key {key:?} was answered by the host ({}), not the adapter, so the adapter's own idempotency was not seen",
+                    second
+                        .receipt
+                        .idempotency
+                        .unwrap_or("refused before the adapter ran")
+                ),
+            ),
+            (_, Err(error)) => (
+                Outcome::Fail,
+                format!(
+                    "the repeated create failed: {}",
+                    why_failed(&second, &self.last_seen(), error)
+                ),
+            ),
+            (_, Ok(Output::Provisioned(again))) => match judge_repeat(&key, &first, again) {
+                Ok(evidence) => (Outcome::Pass, evidence),
+                Err(evidence) => (Outcome::Fail, evidence),
+            },
+            (_, Ok(other)) => (
+                Outcome::Fail,
+                format!("the repeated create returned {other:?}"),
+            ),
         };
-        self.verdict(CREATE_IDEMPOTENT, verdict);
+        self.judge(CREATE_IDEMPOTENT, outcome, evidence);
         Some(first.instance_id)
+    }
+
+    /// When the built-in fakecloud answered 404 to one of a call's writes: it speaks only
+    /// fakecloud's API, so an adapter for another provider needs `--provider`.
+    fn stand_in_hint(&self, seen: &[SeenRequest]) -> Option<String> {
+        if self.provider != ProviderChoice::BuiltIn {
+            return None;
+        }
+        let request = seen.iter().find(|s| s.mutating && s.status == Some(404))?;
+        Some(format!(
+            "the built-in stand-in answered 404 to {}: it is a fakecloud, and speaks only fakecloud's API (POST /v1/databases, GET and DELETE /v1/databases/{{id}}, POST /v1/databases/{{id}}/credentials). Run your provider's test endpoint, or a stub of it, and pass it with --provider URL (the policy's URLs are then sent to it).",
+            request.label()
+        ))
     }
 
     /// Poll status to a terminal state; judge read-only, progress and terminal. Returns
@@ -623,7 +767,7 @@ impl<'a> Checker<'a> {
                     break;
                 }
                 Err(error) => {
-                    failure = Some(format!("status failed: {}", short(&error)));
+                    failure = Some(format!("status failed: {}", said(&error)));
                     break;
                 }
             }
@@ -659,8 +803,8 @@ impl<'a> Checker<'a> {
         match ended {
             None => self.judge(
                 STATUS_TERMINAL,
-                Outcome::Skip,
-                "no terminal status was reached",
+                Outcome::NotJudged,
+                "no terminal status was reached, so there was none to see stay",
             ),
             Some(status) => {
                 let mut verdict = Ok(format!(
@@ -691,7 +835,7 @@ impl<'a> Checker<'a> {
                                 "after {}, status call {} failed: {}",
                                 status_name(status),
                                 i + 1,
-                                short(error)
+                                said(error)
                             ));
                             break;
                         }
@@ -706,10 +850,13 @@ impl<'a> Checker<'a> {
     async fn credentials(&mut self, instance: &str, ended: Option<Status>) -> Option<Credential> {
         if ended != Some(Status::Success) {
             let why = match ended {
-                Some(status) => format!("the resource ended {}", status_name(status)),
-                None => "the resource never finished provisioning".to_owned(),
+                Some(status) => format!(
+                    "the resource ended {}, so there were no credentials to ask for",
+                    status_name(status)
+                ),
+                None => "the resource never finished provisioning, so there were no credentials to ask for".to_owned(),
             };
-            self.judge(CREDENTIALS_EPHEMERAL, Outcome::Skip, why);
+            self.judge(CREDENTIALS_EPHEMERAL, Outcome::NotJudged, why);
             return None;
         }
         let invocation = self
@@ -725,7 +872,7 @@ impl<'a> Checker<'a> {
                 (judge_credential(&credential, now_ms()), Some(credential))
             }
             Ok(other) => (Err(format!("credentials returned {other:?}")), None),
-            Err(error) => (Err(format!("credentials failed: {}", short(&error))), None),
+            Err(error) => (Err(format!("credentials failed: {}", said(&error))), None),
         };
         self.verdict(CREDENTIALS_EPHEMERAL, verdict);
         credential
@@ -747,8 +894,8 @@ impl<'a> Checker<'a> {
                     progress_label(&p),
                     progress_label(&r)
                 )),
-                (Err(error), _) => Err(format!("pause failed: {}", short(&error))),
-                (_, Err(error)) => Err(format!("resume failed: {}", short(&error))),
+                (Err(error), _) => Err(format!("pause failed: {}", said(&error))),
+                (_, Err(error)) => Err(format!("resume failed: {}", said(&error))),
                 (p, r) => Err(format!("pause returned {p:?}, resume returned {r:?}")),
             };
             self.verdict(LIFECYCLE, verdict);
@@ -765,7 +912,7 @@ impl<'a> Checker<'a> {
                     c.currency, c.hourly, c.monthly
                 )),
                 Ok(other) => Err(format!("estimate-costs returned {other:?}")),
-                Err(error) => Err(format!("estimate-costs failed: {}", short(&error))),
+                Err(error) => Err(format!("estimate-costs failed: {}", said(&error))),
             };
             self.verdict(COSTS, verdict);
         } else {
@@ -789,7 +936,7 @@ impl<'a> Checker<'a> {
                     })
                 }
                 Ok(other) => Err(format!("rotate-credentials returned {other:?}")),
-                Err(error) => Err(format!("rotate-credentials failed: {}", short(&error))),
+                Err(error) => Err(format!("rotate-credentials failed: {}", said(&error))),
             };
             self.verdict(ROTATION, verdict);
         } else {
@@ -806,36 +953,33 @@ impl<'a> Checker<'a> {
                 Fault::SlowAfterProcessing => FAULT_SLOW,
                 Fault::Unauthorized => FAULT_UNAUTHORIZED,
             };
-            let (outcome, evidence) = self.fault(fault, n).await;
+            let (outcome, evidence) = match self.not_applicable(rule) {
+                Some(reason) => (Outcome::Skip, reason.to_owned()),
+                None => self.fault(fault, n).await,
+            };
             self.judge(rule, outcome, evidence);
         }
     }
 
     /// Create, status and destroy under `fault`; a create retried without it must make
-    /// exactly one resource.
+    /// exactly one resource. A rule whose claim rests on the resource count is not judged
+    /// when the provider cannot be counted: a retry that makes a second resource looks
+    /// exactly like one that does not from the adapter's side.
     async fn fault(&mut self, fault: Fault, n: usize) -> (Outcome, String) {
         let key = self.key(&format!("fault-{}", n + 1));
         let before = self.resources().await;
         let faulted = self.create(&key, Some(fault)).await;
-        let seen = self
-            .calls
-            .last()
-            .map(|c| c.seen.clone())
-            .unwrap_or_default();
-        if seen.is_empty() {
-            return (
-                Outcome::Skip,
-                "the adapter made no HTTP request in create, so there is nothing to fault"
-                    .to_owned(),
-            );
+        let seen = self.last_seen();
+        if !seen.iter().any(|s| s.faulted) {
+            return (Outcome::NotJudged, nothing_to_fault(fault, &faulted, &seen));
         }
         let mut notes = Vec::new();
         if let Err(problem) = judge_fault("create", fault, &faulted, &seen, &mut notes) {
             return (Outcome::Fail, problem);
         }
         let retried = self.create(&key, None).await;
-        let instance = match retried.result {
-            Ok(Output::Provisioned(result)) => result.instance_id,
+        let instance = match &retried.result {
+            Ok(Output::Provisioned(result)) => result.instance_id.clone(),
             Ok(other) => {
                 return (
                     Outcome::Fail,
@@ -848,14 +992,21 @@ impl<'a> Checker<'a> {
                     format!(
                         "create under {}, then retried without it: {}",
                         fault.describe(),
-                        short(&error)
+                        why_failed(&retried, &self.last_seen(), error)
                     ),
                 );
             }
         };
+        // A create done despite the fault left a host record: the retry is answered from
+        // it, and only the count can show what the faulted call itself made.
+        let replayed = if retried.receipt.idempotency == Some("replayed") {
+            " (from the host's record: the faulted create had succeeded)"
+        } else {
+            ""
+        };
         let after = self.resources().await;
-        match (before, after) {
-            (Some(before), Some(after)) if after != before + 1 => {
+        let uncounted = match (before, after) {
+            (Ok(before), Ok(after)) if after != before + 1 => {
                 return (
                     Outcome::Fail,
                     format!(
@@ -866,48 +1017,66 @@ impl<'a> Checker<'a> {
                     ),
                 );
             }
-            (Some(_), Some(_)) => notes.push(format!("retry gave {instance}, 1 resource")),
-            _ => notes.push(format!(
-                "retry gave {instance} (resources not counted: the provider cannot be asked)"
-            )),
-        }
+            (Ok(_), Ok(_)) => {
+                notes.push(format!("retry gave {instance}{replayed}, 1 resource"));
+                None
+            }
+            (Err(why), _) | (_, Err(why)) => {
+                notes.push(format!("retry gave {instance}{replayed}"));
+                Some(why)
+            }
+        };
         let id = || instance.clone();
         let status = self
             .call(Operation::Status { instance_id: id() }, Some(fault))
             .await;
-        let seen = self
-            .calls
-            .last()
-            .map(|c| c.seen.clone())
-            .unwrap_or_default();
+        let seen = self.last_seen();
         if let Err(problem) = judge_fault("status", fault, &status, &seen, &mut notes) {
             return (Outcome::Fail, problem);
         }
         let destroy = self
             .call(Operation::Destroy { instance_id: id() }, Some(fault))
             .await;
-        let seen = self
-            .calls
-            .last()
-            .map(|c| c.seen.clone())
-            .unwrap_or_default();
+        let seen = self.last_seen();
         if let Err(problem) = judge_fault("destroy", fault, &destroy, &seen, &mut notes) {
             return (Outcome::Fail, problem);
         }
         let cleanup = self
             .call(Operation::Destroy { instance_id: id() }, None)
             .await;
-        if let Err(error) = cleanup.result {
+        if let Err(error) = &cleanup.result {
             return (
                 Outcome::Fail,
                 format!(
                     "destroy of {instance} without a fault, after one under {}, failed: {}",
                     fault.describe(),
-                    short(&error)
+                    why_failed(&cleanup, &self.last_seen(), error)
                 ),
             );
         }
-        (Outcome::Pass, notes.join("; "))
+        match uncounted {
+            None => (Outcome::Pass, notes.join("; ")),
+            Some(why) if rests_on_count(fault) => (
+                Outcome::NotJudged,
+                format!(
+                    "resources not counted, so whether the create under {} and its retry made one resource or two was not measured: {why}; {}",
+                    fault.describe(),
+                    notes.join("; ")
+                ),
+            ),
+            Some(why) => {
+                notes.push(format!("resources not counted ({why})"));
+                (Outcome::Pass, notes.join("; "))
+            }
+        }
+    }
+
+    /// The requests the last call sent, as the stand-in saw them.
+    fn last_seen(&self) -> Vec<SeenRequest> {
+        self.calls
+            .last()
+            .map(|c| c.seen.clone())
+            .unwrap_or_default()
     }
 
     async fn destroy_rules(&mut self, instance: &str) {
@@ -915,25 +1084,48 @@ impl<'a> Checker<'a> {
         let first = self
             .call(Operation::Destroy { instance_id: id() }, None)
             .await;
+        let first_seen = self.last_seen();
         let forgot = self.runtime.forget_records(self.adapter.name()).await;
         let second = self
             .call(Operation::Destroy { instance_id: id() }, None)
             .await;
-        let verdict = match (first.result, forgot, second.result) {
-            (Err(error), _, _) => Err(format!("destroy failed: {}", short(&error))),
-            (_, Err(e), _) => Err(format!("cannot set the host's record aside: {e}")),
-            (_, _, Err(error)) => Err(format!(
-                "the second destroy of {instance} failed: {}",
-                short(&error)
-            )),
-            (Ok(_), Ok(_), Ok(_)) if !second.receipt.instantiated => {
-                Err("the second destroy never reached the adapter".to_owned())
-            }
-            (Ok(_), Ok(_), Ok(_)) => Ok(format!(
-                "destroyed {instance} twice; the second call reached the adapter (host record set aside)"
-            )),
+        let second_seen = self.last_seen();
+        let (outcome, evidence) = match (&first.result, forgot, &second.result) {
+            (Err(error), _, _) => (
+                Outcome::Fail,
+                format!("destroy failed: {}", why_failed(&first, &first_seen, error)),
+            ),
+            (_, Err(e), _) => (
+                Outcome::NotJudged,
+                format!(
+                    "cannot set the host's record aside, so a second destroy would not reach the adapter: {e}"
+                ),
+            ),
+            (_, _, _) if !second.receipt.instantiated => (
+                Outcome::NotJudged,
+                format!(
+                    "the second destroy was answered by the host ({}), not the adapter, so destroying a gone resource was not seen",
+                    second
+                        .receipt
+                        .idempotency
+                        .unwrap_or("refused before the adapter ran")
+                ),
+            ),
+            (_, _, Err(error)) => (
+                Outcome::Fail,
+                format!(
+                    "the second destroy of {instance} failed: {}",
+                    why_failed(&second, &second_seen, error)
+                ),
+            ),
+            (Ok(_), Ok(_), Ok(_)) => (
+                Outcome::Pass,
+                format!(
+                    "destroyed {instance} twice; the second call reached the adapter (host record set aside)"
+                ),
+            ),
         };
-        self.verdict(DESTROY_IDEMPOTENT, verdict);
+        self.judge(DESTROY_IDEMPOTENT, outcome, evidence);
 
         let after = self
             .call(Operation::Status { instance_id: id() }, None)
@@ -955,11 +1147,11 @@ impl<'a> Checker<'a> {
                     ErrorCode::Permanent | ErrorCode::Validation
                 ) && error.origin == ErrorOrigin::Adapter =>
             {
-                Ok(format!("status answered {}", short(&error)))
+                Ok(format!("status answered {}", said(&error)))
             }
             Err(error) => Err(format!(
                 "status after destroy answered {}; expected CANCELLED/FAILED, or PERMANENT/VALIDATION for a resource that is gone",
-                short(&error)
+                said(&error)
             )),
         };
         self.verdict(STATUS_AFTER_DESTROY, verdict);
@@ -987,17 +1179,28 @@ impl<'a> Checker<'a> {
                 }
                 ErrorOrigin::Adapter | ErrorOrigin::Host => None,
                 ErrorOrigin::Limit(_) => {
-                    Some(format!("{during} was stopped by a limit: {}", short(error)))
+                    Some(format!("{during} was stopped by a limit: {}", said(error)))
                 }
-                ErrorOrigin::Trap => Some(format!("{during} trapped: {}", short(error))),
+                ErrorOrigin::Trap => Some(format!("{during} trapped: {}", said(error))),
                 ErrorOrigin::Contract => {
-                    Some(format!("{during} broke the contract: {}", short(error)))
+                    Some(format!("{during} broke the contract: {}", said(error)))
                 }
             };
             if let Some(problem) = problem {
                 verdict = Err(problem);
                 break;
             }
+        }
+        if verdict.is_ok() && count == 0 {
+            self.judge(
+                ERRORS,
+                Outcome::NotJudged,
+                format!(
+                    "none of {} calls failed, so there was no error to judge",
+                    self.calls.len()
+                ),
+            );
+            return;
         }
         let verdict = verdict.map(|_| {
             format!(
@@ -1010,26 +1213,59 @@ impl<'a> Checker<'a> {
 
     fn no_secret(&mut self) {
         let granted = self.adapter.policy().secrets.len();
-        let leaks: Vec<String> = self
-            .calls
+        if granted == 0 {
+            self.judge(
+                NO_SECRET,
+                Outcome::Skip,
+                "the policy grants no secret, so none can leak",
+            );
+            return;
+        }
+        // Where, by operation, in the order first seen: (operation, place, calls).
+        let mut places: Vec<(&'static str, String, usize)> = Vec::new();
+        for call in &self.calls {
+            let mut found = leak_places(&call.invocation);
+            let redactions = call.invocation.receipt.redactions;
+            if found.is_empty() && redactions > 0 {
+                found.push(format!(
+                    "{redactions} replaced in a part of the output the checker does not see"
+                ));
+            }
+            for place in found {
+                match places
+                    .iter_mut()
+                    .find(|(op, at, _)| *op == call.operation && *at == place)
+                {
+                    Some((_, _, calls)) => *calls += 1,
+                    None => places.push((call.operation, place, 1)),
+                }
+            }
+        }
+        let leaks: Vec<String> = places
             .iter()
-            .filter(|c| c.invocation.receipt.redactions > 0)
-            .map(|c| {
-                format!(
-                    "{} ({} replaced)",
-                    c.operation, c.invocation.receipt.redactions
-                )
+            .map(|(operation, place, calls)| match calls {
+                1 => format!("{operation}: {place} (1 call)"),
+                n => format!("{operation}: {place} ({n} calls)"),
             })
             .collect();
-        if granted == 0 {
-            self.judge(NO_SECRET, Outcome::Pass, "the policy grants no secret");
-        } else if leaks.is_empty() {
+        if leaks.is_empty() {
+            let revealed = self
+                .adapter
+                .policy()
+                .secrets
+                .values()
+                .any(|secret| secret.get_ref().reveal);
             self.judge(
                 NO_SECRET,
                 Outcome::Pass,
                 format!(
-                    "{granted} granted secret(s) in no output of {} calls (results, errors, logs, progress, stdio)",
-                    self.calls.len()
+                    "{granted} granted secret(s) in no output of {} calls (results, errors, logs, progress, stdio){}",
+                    self.calls.len(),
+                    if revealed {
+                        "; a revealed secret is found only in the encodings the leak guard knows (see secrets.reveal)"
+                    } else {
+                        ""
+                    }
                 ),
             );
         } else {
@@ -1037,8 +1273,8 @@ impl<'a> Checker<'a> {
                 NO_SECRET,
                 Outcome::Fail,
                 format!(
-                    "the adapter put a granted secret into its output; the leak guard replaced it in: {}",
-                    leaks.join(", ")
+                    "the adapter put a granted secret into its output, at (JSON pointers into the call's result or error): {}",
+                    leaks.join("; ")
                 ),
             );
         }
@@ -1100,7 +1336,13 @@ impl<'a> Checker<'a> {
                 )
             })
             .collect();
-        if too_close.is_empty() {
+        if rows.is_empty() {
+            self.judge(
+                RESOURCES,
+                Outcome::NotJudged,
+                "no call without a fault ran the adapter, so nothing was measured",
+            );
+        } else if too_close.is_empty() {
             self.judge(RESOURCES, Outcome::Pass, lines.join("\n"));
         } else {
             self.judge(
@@ -1132,17 +1374,230 @@ fn says_something(error: &AdapterError) -> bool {
         && !codes.contains(&message.as_str())
 }
 
-/// `GET {origin}/_admin/stats` → `resources`, as fakecloud answers it.
-async fn admin_resource_count(origin: &url::Url) -> Option<u64> {
-    let url = origin.join("/_admin/stats").ok()?;
+/// The path of the stats endpoint the checker asks an external provider for its count.
+pub(crate) const STATS_PATH: &str = "/_admin/stats";
+
+/// `GET {origin}/_admin/stats` → its `resources`, a non-negative integer (as fakecloud
+/// answers it), or why the count cannot be had.
+async fn admin_resource_count(origin: &url::Url) -> Result<u64, String> {
+    let url = origin
+        .join(STATS_PATH)
+        .map_err(|e| format!("{origin} has no {STATS_PATH}: {e}"))?;
+    let cannot = |why: String| {
+        format!(
+            "GET {url} {why}, so the provider cannot be counted (the endpoint is described in docs/authors-guide.md, section 9)"
+        )
+    };
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()
-        .ok()?;
-    let body = client.get(url).send().await.ok()?.bytes().await.ok()?;
-    let stats: Value = serde_json::from_slice(&body).ok()?;
-    stats.get("resources")?.as_u64()
+        .map_err(|e| cannot(format!("could not be sent ({e})")))?;
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| cannot(format!("failed: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(cannot(format!("answered {status}")));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| cannot(format!("broke off: {e}")))?;
+    let stats: Value = serde_json::from_slice(&body).map_err(|e| {
+        cannot(format!(
+            "answered {status} with a body that is not JSON ({e})"
+        ))
+    })?;
+    stats
+        .get("resources")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| {
+            cannot(format!(
+                "answered {status} without a non-negative integer `resources` field"
+            ))
+        })
+}
+
+/// Whether the rule for `fault` claims something about the resources left at the provider
+/// (its title says "one resource" or "never two"); the 401 rule only claims a code.
+fn rests_on_count(fault: Fault) -> bool {
+    !matches!(fault, Fault::Unauthorized)
+}
+
+/// Why a create under `fault` gave the fault nothing to hit: the host refused its requests
+/// (a denial, whole), it sent none, or only reads where the fault waits for a write.
+fn nothing_to_fault(fault: Fault, invocation: &Invocation, seen: &[SeenRequest]) -> String {
+    let refused = refusal(invocation, seen);
+    match refused {
+        Some(Refusal::Denied(denial)) => format!(
+            "create's request never reached the provider, so there was nothing to fault: denied by the policy: {denial}"
+        ),
+        Some(Refusal::Unexplained(count)) => format!(
+            "the host refused {count} request(s) of create before they reached the provider (the adapter's answer: {}), so there was nothing to fault",
+            match &invocation.result {
+                Err(error) => said(error),
+                Ok(_) => "success".to_owned(),
+            }
+        ),
+        None if seen.is_empty() => {
+            "create made no HTTP request, so there was nothing to fault".to_owned()
+        }
+        None => format!(
+            "create sent {} but no mutating request, and the fault ({}) hits the first mutating request of a create",
+            seen.iter()
+                .map(SeenRequest::label)
+                .collect::<Vec<_>>()
+                .join(", "),
+            fault.describe()
+        ),
+    }
+}
+
+/// Where a granted secret showed up in one call's output: a JSON pointer into the result
+/// (`/connection/apiToken`) or the error (`/message`), or the log record, progress report
+/// or stream. Found from the runtime's own account when it fails a call for returning a
+/// secret ("adapter tried to return the secret "NAME" in /connection/apiToken"), else by
+/// the leak guard's marker in what it kept. Only searched when the guard replaced
+/// something, so an adapter that writes the marker itself is not taken for a leak.
+fn leak_places(invocation: &Invocation) -> Vec<String> {
+    let mut places = Vec::new();
+    if let Err(error) = &invocation.result
+        && let Some(field) = returned_secret_field(&error.message)
+    {
+        places.push(field);
+    }
+    if invocation.receipt.redactions == 0 {
+        return places;
+    }
+    let marker = airlock_core::guard::REDACTED;
+    match &invocation.result {
+        Ok(output) => marked_pointers(&output.to_json(), &mut String::new(), &mut places),
+        Err(error) => {
+            let document = json!({
+                "errorCode": error.error_code.as_str(),
+                "message": error.message,
+                "raw": error.raw,
+            });
+            marked_pointers(&document, &mut String::new(), &mut places);
+        }
+    }
+    for (i, record) in invocation.logs.iter().enumerate() {
+        if record.message.contains(marker)
+            || record
+                .fields
+                .iter()
+                .any(|(k, v)| k.contains(marker) || v.contains(marker))
+        {
+            places.push(format!("log record {} ({})", i + 1, record.level));
+        }
+    }
+    for (i, report) in invocation.progress.iter().enumerate() {
+        if report
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(marker))
+        {
+            places.push(format!("progress report {}", i + 1));
+        }
+    }
+    for (name, text) in [
+        ("stdout", &invocation.stdout),
+        ("stderr", &invocation.stderr),
+    ] {
+        if text.contains(marker) {
+            places.push(name.to_owned());
+        }
+    }
+    places.dedup();
+    places
+}
+
+/// The field the runtime names when it fails a call for returning a granted secret
+/// (`adapter tried to return the secret "NAME" in /connection/apiToken`), as a JSON
+/// pointer; a dotted path (`connection.apiToken`) is turned into one.
+fn returned_secret_field(message: &str) -> Option<String> {
+    let after = &message[message.find("tried to return the secret")?..];
+    let field = after[after.find(" in ")? + 4..]
+        .split_whitespace()
+        .next()?
+        .trim_end_matches(['.', ',', ';', ':', ')', '"', '\''])
+        .trim_start_matches(['"', '\'', '(']);
+    if field.is_empty() {
+        return None;
+    }
+    Some(if field.starts_with('/') {
+        field.to_owned()
+    } else {
+        format!("/{}", field.replace('.', "/"))
+    })
+}
+
+/// Push the JSON pointer (RFC 6901) of every string or key under `value` that holds the
+/// leak guard's marker.
+fn marked_pointers(value: &Value, pointer: &mut String, found: &mut Vec<String>) {
+    let marker = airlock_core::guard::REDACTED;
+    match value {
+        Value::String(text) if text.contains(marker) => found.push(if pointer.is_empty() {
+            "/".to_owned()
+        } else {
+            pointer.clone()
+        }),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push_str(&format!("/{i}"));
+                marked_pointers(item, pointer, found);
+                pointer.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                if key.contains(marker) {
+                    found.push(pointer.clone());
+                }
+                marked_pointers(item, pointer, found);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `secrets.reveal`: a warning per secret the policy lets the adapter read.
+fn judge_reveal(policy: &Policy) -> (Outcome, String) {
+    let revealed: Vec<String> = policy
+        .secrets
+        .iter()
+        .filter(|(_, secret)| secret.get_ref().reveal)
+        .map(|(name, secret)| {
+            format!(
+                "{name:?} ({})",
+                policy.locate(secret.span(), &format!("[secrets.{name}]"))
+            )
+        })
+        .collect();
+    if revealed.is_empty() {
+        let granted = policy.secrets.len();
+        return (
+            Outcome::Pass,
+            format!(
+                "{granted} granted secret(s), none with reveal = true: the adapter holds handles, the host places the values"
+            ),
+        );
+    }
+    (
+        Outcome::Warn,
+        format!(
+            "reveal = true on {}: the value enters the sandbox, where the adapter can keep it, send it to any URL the policy allows or write it in a form the leak guard does not know. Grant it as a handle (reveal = false) and place it with a secret header, unless the adapter must compute with the value (e.g. sign requests).",
+            revealed.join(", ")
+        ),
+    )
 }
 
 fn judge_repeat(
@@ -1311,7 +1766,7 @@ fn judge_fault(
         Err(error) if error.origin != ErrorOrigin::Adapter => Err(format!(
             "{operation} under {}: {}",
             fault.describe(),
-            short(error)
+            said(error)
         )),
         Err(error) => {
             let chosen = adapter_code(error);
@@ -1462,6 +1917,75 @@ mod tests {
                 .unwrap_err()
                 .contains("echoed idempotencyKey None")
         );
+    }
+
+    #[test]
+    fn a_leak_is_named_by_the_json_pointer_of_the_marked_string_or_key() {
+        let output = json!({
+            "instanceId": "db-1",
+            "connection": { "apiToken": "[REDACTED]", "a/b~c": "x [REDACTED] y", "host": "h" },
+            "metadata": { "tags": ["ok", "[REDACTED]"], "[REDACTED]": 1 },
+        });
+        let mut found = Vec::new();
+        marked_pointers(&output, &mut String::new(), &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "/connection/apiToken",
+                "/connection/a~1b~0c",
+                "/metadata/[REDACTED]",
+                "/metadata/tags/1"
+            ]
+        );
+        let mut found = Vec::new();
+        marked_pointers(&json!("[REDACTED]"), &mut String::new(), &mut found);
+        assert_eq!(found, ["/"]);
+    }
+
+    #[test]
+    fn the_runtime_s_account_of_a_returned_secret_gives_the_field() {
+        assert_eq!(
+            returned_secret_field(
+                r#"adapter tried to return the secret "fakecloud-token" in /connection/apiToken"#
+            )
+            .as_deref(),
+            Some("/connection/apiToken")
+        );
+        assert_eq!(
+            returned_secret_field(
+                r#"adapter tried to return the secret "t" in connection.apiToken."#
+            )
+            .as_deref(),
+            Some("/connection/apiToken")
+        );
+        assert_eq!(returned_secret_field("provider answered HTTP 500"), None);
+    }
+
+    #[test]
+    fn a_denial_is_quoted_whole_from_the_request_it_names() {
+        let denial = "POST https://api.x.example/v1/db denied: the [[http.allow]] entry on line 3 (`https://api.x.example/v2/`) allows paths under /v2/, not /v1/db";
+        assert_eq!(denial_in(denial), Some(denial));
+        assert_eq!(denial_in(&format!("create failed: {denial}")), Some(denial));
+        assert_eq!(denial_in("provider answered HTTP 403: denied"), None);
+    }
+
+    #[test]
+    fn reveal_warns_for_each_revealed_secret_and_names_its_line() {
+        let policy = Policy::from_toml(
+            "[secrets.plain]\nsource = \"env:A\"\n\n[secrets.signing-key]\nsource = \"env:B\"\nreveal = true\n",
+            "p.toml",
+        )
+        .unwrap();
+        let (outcome, evidence) = judge_reveal(&policy);
+        assert_eq!(outcome, Outcome::Warn);
+        assert!(
+            evidence.starts_with(
+                "reveal = true on \"signing-key\" (line 4): the value enters the sandbox, "
+            ),
+            "{evidence}"
+        );
+        assert_eq!(judge_reveal(&Policy::default()).0, Outcome::Pass);
     }
 
     #[test]
