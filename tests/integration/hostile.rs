@@ -140,15 +140,14 @@ async fn memory_bomb() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert!(
-        error
-            .message
-            .starts_with("memory limit of 16 MiB exceeded: the adapter asked for 1"),
-        "{}",
-        error.message
+    // The bomb's allocator grows memory in steps the component's build fixes, so the
+    // size it asked for is exact.
+    assert_stopped_by(
+        &error,
+        &receipt,
+        LimitKind::Memory,
+        "memory limit of 16 MiB exceeded: the adapter asked for 17 MiB",
     );
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Memory));
     assert!(
         receipt.memory_peak_bytes <= 16 << 20,
         "peak {} over the cap",

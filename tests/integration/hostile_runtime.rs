@@ -171,7 +171,9 @@ pub(crate) async fn giant_json() {
         .await
         .expect("within the policy's bound");
     assert_eq!(
-        created.metadata.as_ref().unwrap()["pad"].as_str().map(str::len),
+        created.metadata.as_ref().unwrap()["pad"]
+            .as_str()
+            .map(str::len),
         Some(4 << 20)
     );
     assert_honest_call_succeeds(&t.runtime).await;

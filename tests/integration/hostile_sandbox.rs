@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use airlock::{ErrorCode, ErrorOrigin, LimitKind, Operation, Output};
+use airlock::{ErrorCode, ErrorOrigin, Operation, Output};
 use fakecloud::{FakeCloud, FakeCloudConfig, Fault};
 use serde_json::{Value, json};
 
@@ -162,13 +162,13 @@ async fn a_late_create_does_not_overwrite_the_recorded_instance() {
         millis: 3000,
         count: 1,
     });
+    let named = || Operation::Create {
+        params: json!({ "name": "late" }),
+        idempotency_key: Some("late-key".into()),
+    };
     let late = tokio::spawn({
-        let (adapter, config) = (adapter.clone(), config.clone());
-        async move {
-            adapter
-                .invoke(&config, create(Some("late-key")))
-                .await
-        }
+        let (adapter, config, operation) = (adapter.clone(), config.clone(), named());
+        async move { adapter.invoke(&config, operation).await }
     });
 
     // Once the claim is taken, another owner's outcome lands in the record.
@@ -211,9 +211,7 @@ async fn a_late_create_does_not_overwrite_the_recorded_instance() {
     let prefix = "adapter broke the contract: idempotency key \"late-key\" is recorded for instance \"recorded-by-the-other-owner\", but the adapter returned \"";
     assert!(
         error.message.starts_with(prefix)
-            && error
-                .message
-                .ends_with("\"; the recorded instance stands"),
+            && error.message.ends_with("\"; the recorded instance stands"),
         "{}",
         error.message
     );
@@ -221,9 +219,7 @@ async fn a_late_create_does_not_overwrite_the_recorded_instance() {
     assert_eq!(cloud.resource_count(), 1, "the late guest did make one");
 
     // The recorded instance stands for the next caller, without a guest.
-    let again = adapter
-        .invoke(&config, create(Some("late-key")))
-        .await;
+    let again = adapter.invoke(&config, named()).await;
     match again.result {
         Ok(Output::Provisioned(result)) => assert_eq!(
             (result.instance_id.as_str(), result.created),
