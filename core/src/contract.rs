@@ -352,6 +352,12 @@ pub struct ContractBounds {
     pub max_credential_ttl: Duration,
     /// Longest message, locator or amount, in bytes (`limits.max_output_bytes`).
     pub max_message_bytes: usize,
+    /// Largest JSON document (`connection`, `metadata`, `raw`, `values`, `breakdown`) as
+    /// the guest serialized it, in bytes (`limits.max_json_bytes`).
+    pub max_json_bytes: usize,
+    /// Deepest nesting of arrays and objects in such a document (`limits.max_json_depth`);
+    /// the document itself is level 1.
+    pub max_json_depth: usize,
 }
 
 /// What a guest returned, as plain Rust: the WIT records of `airlock:adapter/types` and
@@ -444,8 +450,24 @@ fn violation<T>(message: impl Into<String>) -> Checked<T> {
     Err(ContractViolation(message.into()))
 }
 
-/// Parse a guest JSON document that must be an object.
-fn object(field: &str, text: &str) -> Checked<Map<String, Value>> {
+/// Parse a guest JSON document that must be an object, within the policy's bounds. The
+/// size and the depth are judged on the text, before anything is parsed: a document past
+/// them never becomes a `serde_json::Value` (which would be redacted, stored in the
+/// idempotency record and replayed on every repeat).
+fn object(field: &str, text: &str, bounds: &ContractBounds) -> Checked<Map<String, Value>> {
+    if text.len() > bounds.max_json_bytes {
+        return violation(format!(
+            "`{field}` is {} bytes of JSON; the limit is {} (limits.max_json_bytes)",
+            text.len(),
+            bounds.max_json_bytes
+        ));
+    }
+    if let Some(depth) = nesting_over(text, bounds.max_json_depth) {
+        return violation(format!(
+            "`{field}` nests arrays and objects {depth} deep; the limit is {} (limits.max_json_depth)",
+            bounds.max_json_depth
+        ));
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => violation(format!(
@@ -463,8 +485,45 @@ fn object(field: &str, text: &str) -> Checked<Map<String, Value>> {
     }
 }
 
-fn optional_object(field: &str, text: Option<String>) -> Checked<Option<Map<String, Value>>> {
-    text.map(|t| object(field, &t)).transpose()
+/// The first nesting depth past `max` that `text` reaches, counting `[` and `{` outside
+/// strings; `None` within the bound. One pass over the bytes, no allocation, so a guest's
+/// ten-million-deep document costs the host a scan, not a stack. Text that is not JSON
+/// is left to the parser to name.
+fn nesting_over(text: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(depth);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn optional_object(
+    field: &str,
+    text: Option<String>,
+    bounds: &ContractBounds,
+) -> Checked<Option<Map<String, Value>>> {
+    text.map(|t| object(field, &t, bounds)).transpose()
 }
 
 fn instance_id(id: String, bounds: &ContractBounds) -> Checked<String> {
@@ -506,7 +565,7 @@ pub fn adapter_error(error: guest::AdapterError, bounds: &ContractBounds) -> Che
     Ok(AdapterError {
         error_code: error.code,
         message: message("message", error.message, bounds)?,
-        raw: optional_object("raw", error.raw)?.map(Value::Object),
+        raw: optional_object("raw", error.raw, bounds)?.map(Value::Object),
         origin: ErrorOrigin::Adapter,
     })
 }
@@ -527,8 +586,8 @@ pub fn provision_result(
     }
     Ok(ProvisionResult {
         instance_id,
-        connection: object("connection", &result.connection)?,
-        metadata: optional_object("metadata", result.metadata)?,
+        connection: object("connection", &result.connection, bounds)?,
+        metadata: optional_object("metadata", result.metadata, bounds)?,
         created: result.created,
         idempotency_key: result.idempotency_key,
     })
@@ -563,7 +622,7 @@ pub fn status_detail(
             .map(|m| message("message", m, bounds))
             .transpose()?,
         progress: detail.progress,
-        raw: optional_object("raw", detail.raw)?,
+        raw: optional_object("raw", detail.raw, bounds)?,
     })
 }
 
@@ -604,7 +663,7 @@ pub fn credential_at(
                 ));
             }
             Ok(Credential::Ephemeral {
-                values: object("values", &values)?,
+                values: object("values", &values, bounds)?,
                 expires_at: rfc3339(expires_at_ms),
                 expires_at_ms,
             })
@@ -651,7 +710,7 @@ pub fn cost_estimate(
         currency: estimate.currency,
         hourly: message("hourly", estimate.hourly, bounds)?,
         monthly: message("monthly", estimate.monthly, bounds)?,
-        breakdown: optional_object("breakdown", estimate.breakdown)?,
+        breakdown: optional_object("breakdown", estimate.breakdown, bounds)?,
     })
 }
 
@@ -680,6 +739,8 @@ mod tests {
             max_instance_id_bytes: 256,
             max_credential_ttl: Duration::from_secs(3600),
             max_message_bytes: 64 * 1024,
+            max_json_bytes: 4096,
+            max_json_depth: 4,
         }
     }
 
@@ -709,6 +770,106 @@ mod tests {
             "`connection` must be a JSON object, got an array"
         );
         assert!(err(result("i", "{}"), Some("other")).starts_with("`idempotencyKey` must echo"));
+    }
+
+    #[test]
+    fn json_documents_are_bounded_in_size_and_depth_before_parsing() {
+        let bounds = bounds();
+        let err = |connection: &str| {
+            provision_result(result("i", connection), Some("k"), &bounds)
+                .unwrap_err()
+                .0
+        };
+        // 4,096 bytes is the bound: one byte more is refused by its size.
+        let fits = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096 - 10));
+        assert_eq!(fits.len(), 4096);
+        assert!(provision_result(result("i", &fits), Some("k"), &bounds).is_ok());
+        let over = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096 - 9));
+        assert_eq!(
+            err(&over),
+            "`connection` is 4097 bytes of JSON; the limit is 4096 (limits.max_json_bytes)"
+        );
+        // Depth 4 is the bound; brackets inside strings (escaped quotes too) do not count.
+        assert!(
+            provision_result(
+                result("i", r#"{"a":[{"b":["[[[{{\"]]"]}]}"#),
+                Some("k"),
+                &bounds
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            err(r#"{"a":[{"b":[[1]]}]}"#),
+            "`connection` nests arrays and objects 5 deep; the limit is 4 (limits.max_json_depth)"
+        );
+        // Thousands of levels cost a scan, never a parse, and name the first level past it.
+        assert_eq!(
+            err(&"[".repeat(4000)),
+            "`connection` nests arrays and objects 5 deep; the limit is 4 (limits.max_json_depth)"
+        );
+        // Every JSON field of every record is bounded, and named.
+        let deep = Some(r#"{"a":{"b":{"c":{"d":{}}}}}"#.to_owned());
+        let metadata = guest::ProvisionResult {
+            metadata: deep.clone(),
+            ..result("i", "{}")
+        };
+        assert!(
+            provision_result(metadata, Some("k"), &bounds)
+                .unwrap_err()
+                .0
+                .starts_with("`metadata` nests")
+        );
+        let detail = guest::StatusDetail {
+            status: Status::Running,
+            error_code: None,
+            message: None,
+            progress: None,
+            raw: deep.clone(),
+        };
+        assert!(
+            status_detail(detail, &bounds)
+                .unwrap_err()
+                .0
+                .starts_with("`raw` nests")
+        );
+        let error = guest::AdapterError {
+            code: ErrorCode::Permanent,
+            message: "no".into(),
+            raw: Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000))),
+        };
+        assert!(
+            adapter_error(error, &bounds)
+                .unwrap_err()
+                .0
+                .starts_with("`raw` is 5010 bytes of JSON")
+        );
+        let far = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 60_000;
+        let values = guest::Credential::Ephemeral {
+            values: deep.clone().unwrap(),
+            expires_at_ms: far,
+        };
+        assert!(
+            credential(values, &bounds)
+                .unwrap_err()
+                .0
+                .starts_with("`values` nests")
+        );
+        let estimate = guest::CostEstimate {
+            currency: "EUR".into(),
+            hourly: "1".into(),
+            monthly: "730".into(),
+            breakdown: deep,
+        };
+        assert!(
+            cost_estimate(estimate, &bounds)
+                .unwrap_err()
+                .0
+                .starts_with("`breakdown` nests")
+        );
     }
 
     #[test]

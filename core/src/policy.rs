@@ -12,6 +12,8 @@
 //! deadline_ms = 10_000        # wall clock per call, guest and host imports together
 //! table_elements = 20_000     # elements per table
 //! max_output_bytes = 1_048_576
+//! max_json_bytes = 65_536     # each JSON document returned (connection, metadata, raw, …)
+//! max_json_depth = 32         # nesting of arrays and objects in such a document
 //! stdio_bytes = 65_536        # guest stdout and stderr kept, each; the rest is dropped
 //! log_records = 256           # per call; more are counted and dropped
 //! log_line_bytes = 4_096      # longer log messages are cut
@@ -166,8 +168,13 @@ pub struct Limits {
     pub deadline_ms: u64,
     /// Elements per table.
     pub table_elements: u64,
-    /// Bytes of strings and lists the guest may return from one call.
+    /// Longest message, locator or amount the guest may return, in bytes.
     pub max_output_bytes: u64,
+    /// Largest JSON document the guest may return (`connection`, `metadata`, `raw`,
+    /// credential `values`, cost `breakdown`), in bytes as the guest serialized it.
+    pub max_json_bytes: u64,
+    /// Deepest nesting of arrays and objects in such a document (the document is 1).
+    pub max_json_depth: u32,
     /// Bytes of guest stdout, and of stderr, kept per call.
     pub stdio_bytes: u64,
     /// Log records kept per call.
@@ -204,6 +211,8 @@ impl Default for Limits {
             deadline_ms: 10_000,
             table_elements: 20_000,
             max_output_bytes: 1024 * 1024,
+            max_json_bytes: 64 * 1024,
+            max_json_depth: 32,
             stdio_bytes: 64 * 1024,
             log_records: 256,
             log_line_bytes: 4096,
@@ -238,13 +247,15 @@ impl Limits {
             max_instance_id_bytes: self.max_instance_id_bytes as usize,
             max_credential_ttl: Duration::from_secs(self.max_credential_ttl_secs),
             max_message_bytes: self.max_output_bytes as usize,
+            max_json_bytes: self.max_json_bytes as usize,
+            max_json_depth: self.max_json_depth as usize,
         }
     }
 
     /// Check every limit against its allowed range and the runtime's ceilings;
     /// `max_memory_bytes` is the runtime's memory ceiling per instance.
     pub fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
-        let checks: [(&str, u64, u64, u64); 14] = [
+        let checks: [(&str, u64, u64, u64); 16] = [
             (
                 "limits.max_concurrent_calls",
                 u64::from(self.max_concurrent_calls),
@@ -277,6 +288,19 @@ impl Limits {
                 self.max_output_bytes,
                 1024,
                 64 * 1024 * 1024,
+            ),
+            (
+                "limits.max_json_bytes",
+                self.max_json_bytes,
+                2,
+                16 * 1024 * 1024,
+            ),
+            // serde_json refuses documents deeper than 128 whatever the policy says.
+            (
+                "limits.max_json_depth",
+                u64::from(self.max_json_depth),
+                1,
+                128,
             ),
             ("limits.stdio_bytes", self.stdio_bytes, 0, 16 * 1024 * 1024),
             (

@@ -7,8 +7,10 @@
 //!   instance ids of 1 to `max_instance_id_bytes` bytes without control characters, the
 //!   idempotency key echoed exactly, progress `current <= total`, an error code only on
 //!   FAILED or CANCELLED, non-blank error messages and locators, messages, locators and
-//!   versions within `max_message_bytes`, an ephemeral expiry after now and at most the
-//!   TTL ahead, an upper-case three-letter currency and non-negative decimal amounts;
+//!   versions within `max_message_bytes`, JSON documents within `max_json_bytes` as text
+//!   and `max_json_depth` levels deep as parsed (the checks judge the depth on the text),
+//!   an ephemeral expiry after now and at most the TTL ahead, an upper-case three-letter
+//!   currency and non-negative decimal amounts;
 //! - what is accepted keeps the guest's values (parsed JSON equal to the text's), and
 //!   serialises to the seed's JSON and back unchanged;
 //! - what is refused says why in a non-empty message.
@@ -30,6 +32,8 @@ const EPOCH_2026_MS: u64 = 1_767_225_600_000;
 struct Input {
     max_instance_id_bytes: u8,
     max_message_bytes: u16,
+    max_json_bytes: u16,
+    max_json_depth: u8,
     ttl_secs: u32,
     now_offset_ms: u32,
     output: Output,
@@ -81,6 +85,8 @@ enum Output {
 enum Json {
     Object(Vec<(String, Leaf)>),
     Nested(String, Vec<(String, Leaf)>),
+    /// An object wrapped in this many arrays (odd levels) and objects (even levels).
+    Deep(u8, Vec<(String, Leaf)>),
     Leaf(Leaf),
     Array(Vec<Leaf>),
     Text(String),
@@ -166,6 +172,19 @@ impl Json {
                 outer.insert(key.clone(), object(entries));
                 Value::Object(outer).to_string()
             }
+            Json::Deep(levels, entries) => {
+                let mut value = object(entries);
+                for level in 0..*levels {
+                    value = if level % 2 == 0 {
+                        Value::Array(vec![value])
+                    } else {
+                        let mut outer = Map::new();
+                        outer.insert(format!("l{level}"), value);
+                        Value::Object(outer)
+                    };
+                }
+                value.to_string()
+            }
             Json::Leaf(leaf) => leaf.value().to_string(),
             Json::Array(items) => Value::Array(items.iter().map(Leaf::value).collect()).to_string(),
             Json::Text(text) => text.clone(),
@@ -221,18 +240,36 @@ impl From<Manager> for SecretManager {
 
 // The model: the contract's rules, written independently of the checks.
 
-/// The text parses as a JSON object: that object.
-fn model_object(text: &str) -> Option<Map<String, Value>> {
+/// The text is within the size bound and parses as a JSON object within the depth bound:
+/// that object.
+fn model_object(text: &str, bounds: &ContractBounds) -> Option<Map<String, Value>> {
+    if text.len() > bounds.max_json_bytes {
+        return None;
+    }
     match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => Some(map),
+        Ok(Value::Object(map)) if depth(&Value::Object(map.clone())) <= bounds.max_json_depth => {
+            Some(map)
+        }
         _ => None,
     }
 }
 
-fn model_optional(text: Option<&str>) -> Option<Option<Map<String, Value>>> {
+/// Levels of arrays and objects in a parsed document (a scalar is 0).
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn model_optional(
+    text: Option<&str>,
+    bounds: &ContractBounds,
+) -> Option<Option<Map<String, Value>>> {
     match text {
         None => Some(None),
-        Some(text) => model_object(text).map(Some),
+        Some(text) => model_object(text, bounds).map(Some),
     }
 }
 
@@ -270,12 +307,14 @@ fuzz_target!(|input: Input| {
         max_instance_id_bytes: usize::from(input.max_instance_id_bytes).max(1),
         max_credential_ttl: Duration::from_secs(u64::from(input.ttl_secs).max(1)),
         max_message_bytes: usize::from(input.max_message_bytes),
+        max_json_bytes: usize::from(input.max_json_bytes).max(2),
+        max_json_depth: usize::from(input.max_json_depth % 8).max(1),
     };
     let now_ms = EPOCH_2026_MS + u64::from(input.now_offset_ms);
     match input.output {
         Output::Error { code, message, raw } => {
             let raw = raw.map(|r| r.text());
-            let parsed = model_optional(raw.as_deref());
+            let parsed = model_optional(raw.as_deref(), &bounds);
             let accept =
                 !message.trim().is_empty() && within(&message, &bounds) && parsed.is_some();
             let result = contract::adapter_error(
@@ -310,8 +349,8 @@ fuzz_target!(|input: Input| {
             };
             let connection = connection.text();
             let metadata = metadata.map(|m| m.text());
-            let parsed_connection = model_object(&connection);
-            let parsed_metadata = model_optional(metadata.as_deref());
+            let parsed_connection = model_object(&connection, &bounds);
+            let parsed_metadata = model_optional(metadata.as_deref(), &bounds);
             let id_ok = !instance_id.is_empty()
                 && instance_id.len() <= bounds.max_instance_id_bytes
                 && !instance_id.chars().any(|c| c.is_control());
@@ -350,7 +389,7 @@ fuzz_target!(|input: Input| {
         } => {
             let status = Status::from(status);
             let raw = raw.map(|r| r.text());
-            let parsed = model_optional(raw.as_deref());
+            let parsed = model_optional(raw.as_deref(), &bounds);
             let progress = progress.map(|(current, total)| Progress { current, total });
             let accept = progress.is_none_or(|p| p.current <= p.total)
                 && (error_code.is_none()
@@ -384,7 +423,7 @@ fuzz_target!(|input: Input| {
         } => {
             let expires_at_ms = now_ms.saturating_add_signed(expires_in_ms);
             let values = values.text();
-            let parsed = model_object(&values);
+            let parsed = model_object(&values, &bounds);
             let ttl_ms = bounds.max_credential_ttl.as_millis() as u64;
             let accept =
                 expires_at_ms > now_ms && expires_at_ms - now_ms <= ttl_ms && parsed.is_some();
@@ -460,7 +499,7 @@ fuzz_target!(|input: Input| {
         } => {
             let (hourly, monthly) = (hourly.text(), monthly.text());
             let breakdown = breakdown.map(|b| b.text());
-            let parsed = model_optional(breakdown.as_deref());
+            let parsed = model_optional(breakdown.as_deref(), &bounds);
             let accept = currency.len() == 3
                 && currency.bytes().all(|b| b.is_ascii_uppercase())
                 && [&hourly, &monthly]

@@ -159,6 +159,8 @@ mod tests {
             max_instance_id_bytes: 256,
             max_credential_ttl: Duration::from_secs(3600),
             max_message_bytes: 64 * 1024,
+            max_json_bytes: 64 * 1024,
+            max_json_depth: 32,
         }
     }
 

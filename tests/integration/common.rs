@@ -129,3 +129,18 @@ impl RecordingListener {
         self.heads.lock().unwrap().clone()
     }
 }
+
+/// Whether a test may go on without `what` (a tool or a server it needs): under `CI=true`
+/// a missing one fails the test, since CI installs everything the suite needs and a skip
+/// there would pass what was not run; elsewhere it prints one line saying what is skipped
+/// and why, and returns false.
+pub fn present_or_skip(what: &str, present: bool, skipped: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is missing, and CI=true: CI must install it ({skipped} would be skipped)");
+    }
+    eprintln!("SKIPPED {skipped}: {what} is missing (under CI=true this fails)");
+    false
+}

@@ -46,6 +46,32 @@ pub(crate) fn assert_stopped_by(
     assert_eq!(receipt.limit_hit, Some(kind));
 }
 
+/// How much later than its deadline a call may end and still count as stopped by it. The
+/// epoch ticks every 2 ms and the host's timeout fires on tokio's timer, so a quiet machine
+/// ends a call within a few milliseconds of its deadline; the rest is room for a shared
+/// 2-core CI machine that is compiling beside the tests (measured there: under 250 ms).
+pub(crate) const DEADLINE_SLACK_MS: u64 = 1_000;
+
+/// The call was stopped by its `deadline_ms` deadline: `LIMIT` with the deadline's message,
+/// no earlier than the deadline and no later than [`DEADLINE_SLACK_MS`] after it.
+pub(crate) fn assert_deadline_stopped(
+    error: &airlock::AdapterError,
+    receipt: &airlock::Receipt,
+    deadline_ms: u64,
+) {
+    assert_stopped_by(
+        error,
+        receipt,
+        LimitKind::Deadline,
+        &format!("deadline of {deadline_ms} ms exceeded (limits.deadline_ms)"),
+    );
+    let wall_ms = receipt.wall_time_us / 1000;
+    assert!(
+        (deadline_ms..=deadline_ms + DEADLINE_SLACK_MS).contains(&wall_ms),
+        "a {deadline_ms} ms deadline stopped the call after {wall_ms} ms (slack {DEADLINE_SLACK_MS} ms)"
+    );
+}
+
 /// The guest trapped with `message` (`INTERNAL`), and no limit fired.
 pub(crate) fn assert_trapped(
     error: &airlock::AdapterError,
@@ -102,22 +128,7 @@ async fn spin_loop() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert_eq!(
-        error.message,
-        "deadline of 300 ms exceeded (limits.deadline_ms)"
-    );
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Deadline));
-    assert!(
-        receipt.wall_time_us >= 300_000,
-        "stopped early: {} µs",
-        receipt.wall_time_us
-    );
-    assert!(
-        receipt.wall_time_us < 10_000_000,
-        "stopped far too late: {} µs",
-        receipt.wall_time_us
-    );
+    assert_deadline_stopped(&error, &receipt, 300);
     assert_honest_call_succeeds(&t.runtime).await;
 }
 
@@ -131,15 +142,14 @@ async fn memory_bomb() {
         status(),
     )
     .await;
-    assert_eq!(error.error_code, ErrorCode::Limit);
-    assert!(
-        error
-            .message
-            .starts_with("memory limit of 16 MiB exceeded: the adapter asked for 1"),
-        "{}",
-        error.message
+    // The bomb's allocator grows memory in steps the component's build fixes, so the
+    // size it asked for is exact.
+    assert_stopped_by(
+        &error,
+        &receipt,
+        LimitKind::Memory,
+        "memory limit of 16 MiB exceeded: the adapter asked for 17 MiB",
     );
-    assert_eq!(receipt.limit_hit, Some(LimitKind::Memory));
     assert!(
         receipt.memory_peak_bytes <= 16 << 20,
         "peak {} over the cap",

@@ -333,7 +333,11 @@ async fn a_new_adapter_builds_both_ways_runs_against_fakecloud_and_passes_check(
     };
     eprintln!("cargo build --target wasm32-wasip2 --release: {p2_time:.1?}");
     let mut components = vec![p2_wasm];
-    if cargo_component_available() {
+    if present_or_skip(
+        "cargo component (cargo install cargo-component --locked)",
+        cargo_component_available(),
+        "the cargo component build of the generated crate",
+    ) {
         let dir = crate_dir.clone();
         let took =
             tokio::task::spawn_blocking(move || build(&dir, &["component", "build", "--release"]))
@@ -345,8 +349,6 @@ async fn a_new_adapter_builds_both_ways_runs_against_fakecloud_and_passes_check(
             !crate_dir.join("src/bindings.rs").exists(),
             "cargo component generated bindings of its own"
         );
-    } else {
-        eprintln!("cargo component is not installed: only the wasm32-wasip2 build is tested");
     }
 
     for wasm in &components {
