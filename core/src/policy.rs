@@ -255,7 +255,7 @@ impl Limits {
     /// Check every limit against its allowed range and the runtime's ceilings;
     /// `max_memory_bytes` is the runtime's memory ceiling per instance.
     pub fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
-        let checks: [(&str, u64, u64, u64); 16] = [
+        let checks: [(&str, u64, u64, u64); 20] = [
             (
                 "limits.max_concurrent_calls",
                 u64::from(self.max_concurrent_calls),
@@ -303,6 +303,32 @@ impl Limits {
                 128,
             ),
             ("limits.stdio_bytes", self.stdio_bytes, 0, 16 * 1024 * 1024),
+            // What a guest may make the host keep per call: bounded so that no policy
+            // lets one call hold gigabytes of logs or progress.
+            (
+                "limits.log_records",
+                u64::from(self.log_records),
+                0,
+                100_000,
+            ),
+            (
+                "limits.log_line_bytes",
+                u64::from(self.log_line_bytes),
+                16,
+                1024 * 1024,
+            ),
+            (
+                "limits.progress_reports",
+                u64::from(self.progress_reports),
+                0,
+                100_000,
+            ),
+            (
+                "limits.state_ops_per_call",
+                u64::from(self.state_ops_per_call),
+                1,
+                1_000_000,
+            ),
             (
                 "limits.state_value_bytes",
                 self.state_value_bytes,
@@ -556,6 +582,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(policy.validate("p.toml", 4 << 30), Ok(()));
+    }
+
+    #[test]
+    fn what_a_guest_may_make_the_host_keep_is_bounded() {
+        let policy = Policy::from_toml("[limits]\nlog_records = 4294967295\n", "p.toml").unwrap();
+        assert_eq!(
+            policy.validate("p.toml", 4 << 30).unwrap_err().to_string(),
+            "policy p.toml: limits.log_records = 4294967295 is out of range (0 to 100000)"
+        );
+        let policy = Policy::from_toml("[limits]\nlog_line_bytes = 8\n", "p.toml").unwrap();
+        assert_eq!(
+            policy.validate("p.toml", 4 << 30).unwrap_err().to_string(),
+            "policy p.toml: limits.log_line_bytes = 8 is out of range (16 to 1048576)"
+        );
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub(crate) struct InvokeArgs {
     /// Print the full receipt as JSON on stderr instead of a one-line summary.
     #[arg(long)]
     receipt: bool,
-    /// Print nothing on stderr.
+    /// Print no guest logs and no receipt on stderr (the host's own warnings, already
+    /// redacted, still go there; `--log off` silences them too).
     #[arg(long, short)]
     quiet: bool,
 }

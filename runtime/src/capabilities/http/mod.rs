@@ -468,7 +468,11 @@ impl HttpHost for HttpView<'_> {
         let (client, built, timeout) = match self.prepare(request) {
             Ok(prepared) => prepared,
             Err(error) => {
-                tracing::info!(target: "airlock::http", adapter = %self.http.adapter, ?error, "request refused");
+                // The refusal quotes the guest's URL, where a guest that may reveal a
+                // secret could have put it: the host's own log gets it redacted.
+                let mut logged = format!("{error:?}");
+                self.secrets.grants.guard.redact(&mut logged);
+                tracing::info!(target: "airlock::http", adapter = %self.http.adapter, error = %logged, "request refused");
                 return Ok(Err(error));
             }
         };
@@ -508,8 +512,12 @@ impl HttpHost for HttpView<'_> {
             }
             Err(_) => self.http.last_failure.take(),
         };
-        tracing::debug!(target: "airlock::http", adapter = %self.http.adapter, request = %label,
-            status = result.as_ref().ok().map(|r| r.status), "request done");
+        if tracing::enabled!(target: "airlock::http", tracing::Level::DEBUG) {
+            let mut request = label;
+            self.secrets.grants.guard.redact(&mut request);
+            tracing::debug!(target: "airlock::http", adapter = %self.http.adapter, %request,
+                status = result.as_ref().ok().map(|r| r.status), "request done");
+        }
         Ok(result)
     }
 }
