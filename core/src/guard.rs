@@ -86,8 +86,9 @@ impl fmt::Display for Leak {
     }
 }
 
-/// Every encoding of `value` the guard covers.
-fn encodings(value: &str) -> [String; 8] {
+/// Every encoding of `value` the guard covers: raw, base64 (standard and URL-safe, with and
+/// without padding), hex (both cases) and percent-encoding.
+pub fn encodings(value: &str) -> [String; 8] {
     let bytes = value.as_bytes();
     [
         value.to_owned(),

@@ -620,33 +620,6 @@ fn latency(tokio: &tokio::runtime::Runtime, report: &mut Report) {
 
 // --- redaction -----------------------------------------------------------------------------
 
-/// Every spelling of `value` the leak guard covers.
-fn spellings(value: &str) -> Vec<String> {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let bytes = value.as_bytes();
-    let percent = bytes
-        .iter()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(*b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    vec![
-        value.to_owned(),
-        STANDARD.encode(bytes),
-        STANDARD_NO_PAD.encode(bytes),
-        URL_SAFE.encode(bytes),
-        URL_SAFE_NO_PAD.encode(bytes),
-        hex::encode(bytes),
-        hex::encode_upper(bytes),
-        percent,
-    ]
-}
-
 /// The leak guard (`airlock_core::guard::LeakGuard::redact`, as the host runs it on a log
 /// line, a progress message, stdout or an error) over 1 MiB of text: four granted
 /// secrets, each in all eight spellings, one occurrence every few dozen bytes; the same
@@ -663,7 +636,10 @@ fn redact() {
         ("signing-key", "héllo-wörld-signing-key"),
     ];
     let guard = LeakGuard::new(secrets);
-    let all: Vec<String> = secrets.iter().flat_map(|(_, v)| spellings(v)).collect();
+    let all: Vec<String> = secrets
+        .iter()
+        .flat_map(|(_, v)| airlock_core::guard::encodings(v))
+        .collect();
     let mut dense = String::with_capacity(MIB + 256);
     let mut occurrences = 0;
     while dense.len() < MIB {
