@@ -240,8 +240,8 @@ impl Database {
     /// The live value under (namespace, key). Runs on the calling thread, not the blocking
     /// pool: in WAL mode a reader never waits for a writer, and a primary-key lookup with a
     /// cached statement takes a few microseconds, where the hop to the blocking pool and
-    /// back cost the example adapter's `status` about 57 µs (89 → 32 µs; see the README's
-    /// benchmark).
+    /// back cost the example adapter's `status` about 57 µs (89 → 32 µs; see
+    /// docs/benchmarks.md).
     pub(crate) fn state_get(&self, namespace: &str, key: &str) -> DbResult<Option<Vec<u8>>> {
         self.with(|conn| {
             conn.prepare_cached(

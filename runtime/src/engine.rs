@@ -47,8 +47,8 @@ pub(crate) fn build_engine(settings: &EngineSettings) -> Result<Engine, Error> {
         // (Linux 6.7+) wasmtime finds the pages the call dirtied and restores just those
         // with `memcpy`/`memset`, up to the keep-resident bound; the pages stay mapped, so
         // the next call does not fault them in. Where the ioctl is missing this falls back
-        // to `madvise` past the first `keep_resident` bytes. Measured in the README's
-        // benchmark: a trivial call 21 µs → 11 µs.
+        // to `madvise` past the first `keep_resident` bytes. Measured in
+        // docs/benchmarks.md: a trivial call 21 µs → 11 µs.
         .pagemap_scan(Enabled::Auto)
         .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT);

@@ -527,8 +527,8 @@ impl HttpHost for HttpView<'_> {
 /// The exchange runs as a task of its own, not inside the guest's fiber: polling hyper's
 /// connection setup is deep, and every stack page it touches stays resident in the fiber's
 /// stack while the call waits on the provider (measured: 30 KiB per in-flight call; see the
-/// README's benchmark). The guard aborts the task if the call is dropped (deadline), so no
-/// request outlives its call.
+/// benchmark in docs/benchmarks.md). The guard aborts the task if the call is dropped
+/// (deadline), so no request outlives its call.
 async fn exchange(
     client: &reqwest::Client,
     request: reqwest::Request,
