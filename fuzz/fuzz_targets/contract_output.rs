@@ -246,10 +246,12 @@ fn model_object(text: &str, bounds: &ContractBounds) -> Option<Map<String, Value
     if text.len() > bounds.max_json_bytes {
         return None;
     }
-    match serde_json::from_str(text) {
-        Ok(Value::Object(map)) if depth(&Value::Object(map.clone())) <= bounds.max_json_depth => {
-            Some(map)
-        }
+    let value: Value = serde_json::from_str(text).ok()?;
+    if depth(&value) > bounds.max_json_depth {
+        return None;
+    }
+    match value {
+        Value::Object(map) => Some(map),
         _ => None,
     }
 }
