@@ -1,0 +1,913 @@
+//! The embedded backend: one SQLite file, shared safely by every `airlock` process on this
+//! machine that points at it (WAL mode, busy timeout).
+//!
+//! rusqlite rather than sqlx: the file is local, every statement takes microseconds, and a
+//! synchronous driver on tokio's blocking pool costs one thread hop per call where sqlx's
+//! SQLite driver adds a worker thread and a channel of its own behind the same hop; rusqlite
+//! also bundles SQLite, so the default needs nothing installed. Every [`Storage`] method
+//! runs its statements on the blocking pool ([`SqliteDb::run`]), never on a tokio worker,
+//! so a call's deadline can always interrupt the wait for a busy database.
+//!
+//! The same file (under the data directory) also holds the index of compiled artifacts,
+//! which stays local whatever the storage backend is; [`SqliteDb`] serves both.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Claim, ClaimRequest, Completion, Lease, NamespaceOwner, Owner, Purged, Scope, Storage,
+    StorageError, StorageResult,
+};
+use crate::error::Error;
+
+/// The schema this build writes. Version 4 added tenants, epochs and owners; versions 1–3
+/// (before tenants) are migrated on open, a newer one is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 4;
+
+/// The schema of versions 1–3, each table created if absent (how they were applied).
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS adapter_state (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    expires_at INTEGER, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS compiled_artifacts (
+    cache_key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    adapter TEXT NOT NULL, key TEXT NOT NULL, input_hash TEXT NOT NULL, state TEXT NOT NULL,
+    owner TEXT, lease_until INTEGER, instance_id TEXT, result TEXT,
+    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (adapter, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS destroyed (
+    adapter TEXT NOT NULL, instance_id TEXT NOT NULL,
+    destroyed_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (adapter, instance_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS namespaces (
+    namespace TEXT PRIMARY KEY, path TEXT, sha256 TEXT NOT NULL, bound_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Version 3 → 4: every row gets a tenant (`default` for what came before), claims get an
+/// epoch and an owner. Times are unix milliseconds of this host's clock.
+const MIGRATE_V4: &str = "
+DROP INDEX IF EXISTS adapter_state_expiry;
+DROP INDEX IF EXISTS idempotency_expiry;
+DROP INDEX IF EXISTS destroyed_expiry;
+
+CREATE TABLE adapter_state_v4 (
+    tenant     TEXT    NOT NULL,
+    namespace  TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    value      BLOB    NOT NULL,
+    expires_at INTEGER,          -- NULL never expires
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, namespace, key)
+) WITHOUT ROWID;
+INSERT INTO adapter_state_v4
+    SELECT 'default', namespace, key, value, expires_at, updated_at FROM adapter_state;
+DROP TABLE adapter_state;
+ALTER TABLE adapter_state_v4 RENAME TO adapter_state;
+CREATE INDEX adapter_state_expiry ON adapter_state (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Host-owned idempotency of create: one row per (tenant, adapter, key).
+CREATE TABLE idempotency_v4 (
+    tenant      TEXT    NOT NULL,
+    adapter     TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    input_hash  TEXT    NOT NULL,     -- SHA-256 of the canonical config and params
+    state       TEXT    NOT NULL,     -- 'running' or 'done'
+    epoch       INTEGER NOT NULL,     -- the fencing token of the current holder
+    owner_node  TEXT,                 -- the holder of a running claim: its node,
+    owner_call  TEXT,                 -- and its pid.start.call
+    lease_until INTEGER,              -- past it without a heartbeat, the claim is abandoned
+    instance_id TEXT,
+    result      TEXT,                 -- the ProvisionResult, seed JSON, once done
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, adapter, key)
+) WITHOUT ROWID;
+INSERT INTO idempotency_v4
+    SELECT 'default', adapter, key, input_hash, state, 0, NULL, owner, lease_until,
+           instance_id, result, created_at, expires_at FROM idempotency;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_v4 RENAME TO idempotency;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
+
+-- Instances a destroy succeeded for, so destroying them again succeeds without the guest.
+CREATE TABLE destroyed_v4 (
+    tenant       TEXT    NOT NULL,
+    adapter      TEXT    NOT NULL,
+    instance_id  TEXT    NOT NULL,
+    destroyed_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, adapter, instance_id)
+) WITHOUT ROWID;
+INSERT INTO destroyed_v4
+    SELECT 'default', adapter, instance_id, destroyed_at, expires_at FROM destroyed;
+DROP TABLE destroyed;
+ALTER TABLE destroyed_v4 RENAME TO destroyed;
+CREATE INDEX destroyed_expiry ON destroyed (expires_at);
+
+-- Which component a state namespace belongs to.
+CREATE TABLE namespaces_v4 (
+    tenant    TEXT    NOT NULL,
+    namespace TEXT    NOT NULL,
+    path      TEXT,                -- the component file's canonical path, if from a file
+    sha256    TEXT    NOT NULL,    -- the component's digest
+    bound_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, namespace)
+) WITHOUT ROWID;
+INSERT INTO namespaces_v4 SELECT 'default', namespace, path, sha256, bound_at FROM namespaces;
+DROP TABLE namespaces;
+ALTER TABLE namespaces_v4 RENAME TO namespaces;
+";
+
+/// A handle to one SQLite file; cheap to clone. Connections are pooled.
+#[derive(Clone)]
+pub(crate) struct SqliteDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+/// How many idle connections to keep.
+const POOL_IDLE: usize = 8;
+
+fn db_error(error: rusqlite::Error) -> StorageError {
+    StorageError(error.to_string())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn ms(duration: Duration) -> i64 {
+    duration.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn expiry(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|ttl| now_ms().saturating_add(ms(ttl)))
+}
+
+impl SqliteDb {
+    /// Open (creating if needed) the database file, private to this user, and bring its
+    /// schema up to date; a schema newer than this build is refused.
+    pub(crate) fn open(path: &Path) -> Result<SqliteDb, Error> {
+        let fail = |message: String| Error::Database {
+            database: format!("sqlite:{}", path.display()),
+            message,
+        };
+        // The directory 0700 and the file 0600 before SQLite opens it: SQLite creates its
+        // -wal, -shm and journal files with the database file's mode.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::datadir::create_private_dir(parent)
+                .map_err(|e| fail(format!("cannot create directory: {e}")))?;
+        }
+        crate::datadir::create_private_file(path)
+            .map_err(|e| fail(format!("cannot create the database file 0600: {e}")))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            crate::datadir::tighten(Path::new(&companion))
+                .map_err(|e| fail(format!("cannot make {suffix} file private: {e}")))?;
+        }
+        let db = SqliteDb {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool: Mutex::new(Vec::new()),
+            }),
+        };
+        let mut conn = db.connect().map_err(|e| fail(e.0))?;
+        migrate(&mut conn).map_err(fail)?;
+        db.release(conn);
+        Ok(db)
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn connect(&self) -> StorageResult<Connection> {
+        let conn = Connection::open(&self.inner.path).map_err(db_error)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(db_error)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(db_error)?;
+        Ok(conn)
+    }
+
+    fn release(&self, conn: Connection) {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_IDLE {
+            pool.push(conn);
+        }
+    }
+
+    /// Run `f` with a pooled connection, on the calling thread (which must be allowed to
+    /// block: a blocking-pool thread, or a thread of the caller's own).
+    pub(crate) fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> StorageResult<R> {
+        let pooled = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = f(&mut conn).map_err(db_error);
+        self.release(conn);
+        result
+    }
+
+    /// Run `f` with a pooled connection on tokio's blocking pool.
+    pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> StorageResult<R> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.with(f))
+            .await
+            .map_err(|e| StorageError(format!("database task failed: {e}")))?
+    }
+
+    // --- the compiled-artifact index (local whatever the storage backend) ---
+
+    /// The digest recorded for a cached artifact. Blocking: the loader runs on the
+    /// blocking pool.
+    pub(crate) fn artifact_digest(&self, cache_key: &str) -> StorageResult<Option<String>> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT sha256 FROM compiled_artifacts WHERE cache_key = ?1",
+                params![cache_key],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Record a cached artifact's digest. Blocking, like [`SqliteDb::artifact_digest`].
+    pub(crate) fn record_artifact(&self, cache_key: &str, sha256: &str) -> StorageResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO compiled_artifacts (cache_key, sha256, created_at) VALUES (?1, ?2, ?3)",
+                params![cache_key, sha256, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    // IMMEDIATE: two processes opening a fresh file at once migrate one after the other,
+    // and the second sees the first's version.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "the database's schema is version {version}, newer than this airlock's ({SCHEMA_VERSION}); a newer airlock wrote it: run that version, or point this one at another database"
+        ));
+    }
+    if version < SCHEMA_VERSION {
+        let step = |sql: &str| tx.execute_batch(sql).map_err(|e| e.to_string());
+        step(SCHEMA_V3)?;
+        step(MIGRATE_V4)?;
+        step(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// [`Storage`] on a [`SqliteDb`].
+pub struct SqliteStorage {
+    db: SqliteDb,
+}
+
+impl SqliteStorage {
+    pub(crate) fn new(db: SqliteDb) -> SqliteStorage {
+        SqliteStorage { db }
+    }
+
+    /// The database this storage writes.
+    pub(crate) fn db(&self) -> &SqliteDb {
+        &self.db
+    }
+}
+
+fn count_live(conn: &Connection, scope: &Scope, now: i64) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM adapter_state WHERE tenant = ?1 AND namespace = ?2
+         AND (expires_at IS NULL OR expires_at > ?3)",
+    )?
+    .query_row(params![scope.tenant, scope.adapter, now], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+}
+
+/// A claim's row, as the slow path of [`SqliteStorage::claim`] reads it.
+struct ClaimRow {
+    input_hash: String,
+    state: String,
+    epoch: i64,
+    owner_node: Option<String>,
+    owner_call: Option<String>,
+    lease_until: Option<i64>,
+    result: Option<String>,
+    expires_at: i64,
+}
+
+fn claim_in(conn: &mut Connection, request: &ClaimRequest) -> rusqlite::Result<Claim> {
+    let ClaimRequest {
+        scope,
+        key,
+        input_hash,
+        owner,
+        lease,
+        window,
+        take_over,
+    } = request;
+    let now = now_ms();
+    let lease_until = now.saturating_add(ms(*lease));
+    let won = |epoch: i64, resumed: bool| {
+        Claim::Won(Lease {
+            scope: scope.clone(),
+            key: key.clone(),
+            epoch,
+            owner: owner.clone(),
+            resumed,
+            length: *lease,
+            window: *window,
+            input_hash: input_hash.clone(),
+        })
+    };
+    // The common case, a new key, in one statement and no explicit transaction.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO idempotency (tenant, adapter, key, input_hash, state, epoch, owner_node,
+                 owner_call, lease_until, instance_id, result, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, 'running', 1, ?5, ?6, ?7, NULL, NULL, ?8, ?9)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            scope.tenant,
+            scope.adapter,
+            key,
+            input_hash,
+            owner.node,
+            owner.call_id(),
+            lease_until,
+            now,
+            now.saturating_add(ms(*window)),
+        ])?;
+    if inserted == 1 {
+        return Ok(won(1, false));
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    let lease_until = now.saturating_add(ms(*lease));
+    let row = tx
+        .prepare_cached(
+            "SELECT input_hash, state, epoch, owner_node, owner_call, lease_until, result, expires_at
+             FROM idempotency WHERE tenant = ?1 AND adapter = ?2 AND key = ?3",
+        )?
+        .query_row(params![scope.tenant, scope.adapter, key], |r| {
+            Ok(ClaimRow {
+                input_hash: r.get(0)?,
+                state: r.get(1)?,
+                epoch: r.get(2)?,
+                owner_node: r.get(3)?,
+                owner_call: r.get(4)?,
+                lease_until: r.get(5)?,
+                result: r.get(6)?,
+                expires_at: r.get(7)?,
+            })
+        })
+        .optional()?;
+    let lease_over = |row: &ClaimRow| row.lease_until.unwrap_or(0) <= now;
+    let outcome = match row {
+        // Gone, or expired and not running: the key starts afresh (a later epoch, so a
+        // holder from before cannot mistake the new claim for its own).
+        None => None,
+        Some(row) if row.expires_at <= now && (row.state == "done" || lease_over(&row)) => {
+            Some(row.epoch)
+        }
+        Some(row) if row.input_hash != *input_hash => return Ok(Claim::InputMismatch),
+        Some(ClaimRow {
+            state,
+            result: Some(result),
+            ..
+        }) if state == "done" => return Ok(Claim::Done { result }),
+        Some(row) if !lease_over(&row) && *take_over != Some(row.epoch) => {
+            let holder = row
+                .owner_call
+                .as_deref()
+                .and_then(|call| Owner::from_stored(row.owner_node.as_deref().unwrap_or(""), call))
+                .unwrap_or_else(|| Owner {
+                    node: String::new(),
+                    pid: 0,
+                    started: 0,
+                    call: 0,
+                });
+            return Ok(Claim::Busy {
+                holder,
+                epoch: row.epoch,
+            });
+        }
+        Some(row) => {
+            // Abandoned (lease over) or its holder's process is gone: take it over.
+            let epoch = row.epoch + 1;
+            tx.execute(
+                "UPDATE idempotency SET epoch = ?4, owner_node = ?5, owner_call = ?6, lease_until = ?7
+                 WHERE tenant = ?1 AND adapter = ?2 AND key = ?3",
+                params![scope.tenant, scope.adapter, key, epoch, owner.node, owner.call_id(), lease_until],
+            )?;
+            tx.commit()?;
+            return Ok(won(epoch, true));
+        }
+    };
+    let epoch = outcome.map_or(1, |previous| previous + 1);
+    tx.execute(
+        "INSERT OR REPLACE INTO idempotency (tenant, adapter, key, input_hash, state, epoch,
+             owner_node, owner_call, lease_until, instance_id, result, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, NULL, NULL, ?9, ?10)",
+        params![
+            scope.tenant,
+            scope.adapter,
+            key,
+            input_hash,
+            epoch,
+            owner.node,
+            owner.call_id(),
+            lease_until,
+            now,
+            now.saturating_add(ms(*window)),
+        ],
+    )?;
+    tx.commit()?;
+    Ok(won(epoch, false))
+}
+
+#[async_trait::async_trait]
+impl Storage for SqliteStorage {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.db.path().display())
+    }
+
+    async fn state_get(&self, scope: &Scope, key: &str) -> StorageResult<Option<Vec<u8>>> {
+        let (scope, key) = (scope.clone(), key.to_owned());
+        self.db
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "SELECT value FROM adapter_state WHERE tenant = ?1 AND namespace = ?2
+                     AND key = ?3 AND (expires_at IS NULL OR expires_at > ?4)",
+                )?
+                .query_row(params![scope.tenant, scope.adapter, key, now_ms()], |row| {
+                    row.get(0)
+                })
+                .optional()
+            })
+            .await
+    }
+
+    async fn state_set(
+        &self,
+        scope: &Scope,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        max_keys: u64,
+    ) -> StorageResult<bool> {
+        let (scope, key, value) = (scope.clone(), key.to_owned(), value.to_vec());
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let now = now_ms();
+                let exists = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
+                    )?
+                    .query_row(params![scope.tenant, scope.adapter, key], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if !exists && count_live(&tx, &scope, now)? >= max_keys {
+                    return Ok(false);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO adapter_state (tenant, namespace, key, value, expires_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tenant, namespace, key) DO UPDATE
+                     SET value = excluded.value, expires_at = excluded.expires_at,
+                         updated_at = excluded.updated_at",
+                )?
+                .execute(params![scope.tenant, scope.adapter, key, value, expiry(ttl), now])?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn state_insert_new(
+        &self,
+        scope: &Scope,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        max_keys: u64,
+    ) -> StorageResult<Option<bool>> {
+        let (scope, key, value) = (scope.clone(), key.to_owned(), value.to_vec());
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let now = now_ms();
+                let live = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3
+                         AND (expires_at IS NULL OR expires_at > ?4)",
+                    )?
+                    .query_row(params![scope.tenant, scope.adapter, key, now], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if live {
+                    return Ok(Some(false));
+                }
+                if count_live(&tx, &scope, now)? >= max_keys {
+                    return Ok(None);
+                }
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO adapter_state
+                     (tenant, namespace, key, value, expires_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![scope.tenant, scope.adapter, key, value, expiry(ttl), now])?;
+                tx.commit()?;
+                Ok(Some(true))
+            })
+            .await
+    }
+
+    async fn state_delete(&self, scope: &Scope, key: &str) -> StorageResult<bool> {
+        let (scope, key) = (scope.clone(), key.to_owned());
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let removed = tx.execute(
+                    "DELETE FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3
+                     AND (expires_at IS NULL OR expires_at > ?4)",
+                    params![scope.tenant, scope.adapter, key, now_ms()],
+                )?;
+                // An expired row is gone for the guest already; remove it quietly too.
+                tx.execute(
+                    "DELETE FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
+                    params![scope.tenant, scope.adapter, key],
+                )?;
+                tx.commit()?;
+                Ok(removed > 0)
+            })
+            .await
+    }
+
+    async fn bind_namespace(
+        &self,
+        scope: &Scope,
+        path: Option<&str>,
+        sha256: &str,
+        rebind: bool,
+    ) -> StorageResult<Result<(), NamespaceOwner>> {
+        let (scope, path, sha256) = (scope.clone(), path.map(str::to_owned), sha256.to_owned());
+        self.db
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let owner = tx
+                    .query_row(
+                        "SELECT path, sha256 FROM namespaces WHERE tenant = ?1 AND namespace = ?2",
+                        params![scope.tenant, scope.adapter],
+                        |row| {
+                            Ok(NamespaceOwner {
+                                path: row.get(0)?,
+                                sha256: row.get(1)?,
+                            })
+                        },
+                    )
+                    .optional()?;
+                let verdict = match super::namespace_verdict(owner, path.as_deref(), &sha256, rebind) {
+                    super::Binding::Keep => Ok(()),
+                    super::Binding::Refuse(owner) => Err(owner),
+                    super::Binding::Write => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO namespaces (tenant, namespace, path, sha256, bound_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![scope.tenant, scope.adapter, path, sha256, now_ms()],
+                        )?;
+                        Ok(())
+                    }
+                };
+                tx.commit()?;
+                Ok(verdict)
+            })
+            .await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> StorageResult<Claim> {
+        let request = request.clone();
+        self.db.run(move |conn| claim_in(conn, &request)).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> StorageResult<bool> {
+        let lease = lease.clone();
+        self.db
+            .run(move |conn| {
+                let until = now_ms().saturating_add(ms(lease.length));
+                conn.prepare_cached(
+                    "UPDATE idempotency SET lease_until = ?6
+                     WHERE tenant = ?1 AND adapter = ?2 AND key = ?3 AND epoch = ?4
+                     AND owner_call = ?5 AND state = 'running'",
+                )?
+                .execute(params![
+                    lease.scope.tenant,
+                    lease.scope.adapter,
+                    lease.key,
+                    lease.epoch,
+                    lease.owner.call_id(),
+                    until
+                ])
+                .map(|updated| updated == 1)
+            })
+            .await
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        instance_id: &str,
+        result: &str,
+    ) -> StorageResult<Completion> {
+        let (lease, instance_id, result) = (lease.clone(), instance_id.to_owned(), result.to_owned());
+        self.db
+            .run(move |conn| {
+                let now = now_ms();
+                let written = conn
+                    .prepare_cached(
+                        "UPDATE idempotency SET state = 'done', owner_node = NULL, owner_call = NULL,
+                             lease_until = NULL, instance_id = ?6, result = ?7, expires_at = ?8
+                         WHERE tenant = ?1 AND adapter = ?2 AND key = ?3 AND epoch = ?4
+                         AND owner_call = ?5 AND state = 'running'",
+                    )?
+                    .execute(params![
+                        lease.scope.tenant,
+                        lease.scope.adapter,
+                        lease.key,
+                        lease.epoch,
+                        lease.owner.call_id(),
+                        instance_id,
+                        result,
+                        now.saturating_add(ms(lease.window)),
+                    ])?;
+                if written == 1 {
+                    return Ok(Completion::Recorded);
+                }
+                let recorded: Option<String> = conn
+                    .query_row(
+                        "SELECT result FROM idempotency WHERE tenant = ?1 AND adapter = ?2
+                         AND key = ?3 AND state = 'done'",
+                        params![lease.scope.tenant, lease.scope.adapter, lease.key],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                Ok(Completion::Fenced { recorded })
+            })
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> StorageResult<()> {
+        let lease = lease.clone();
+        self.db
+            .run(move |conn| {
+                conn.execute(
+                    "DELETE FROM idempotency WHERE tenant = ?1 AND adapter = ?2 AND key = ?3
+                     AND epoch = ?4 AND owner_call = ?5 AND state = 'running'",
+                    params![
+                        lease.scope.tenant,
+                        lease.scope.adapter,
+                        lease.key,
+                        lease.epoch,
+                        lease.owner.call_id()
+                    ],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn record_destroyed(
+        &self,
+        scope: &Scope,
+        instance_id: &str,
+        window: Duration,
+    ) -> StorageResult<()> {
+        let (scope, instance_id) = (scope.clone(), instance_id.to_owned());
+        self.db
+            .run(move |conn| {
+                let now = now_ms();
+                conn.execute(
+                    "INSERT OR REPLACE INTO destroyed (tenant, adapter, instance_id, destroyed_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![scope.tenant, scope.adapter, instance_id, now, now.saturating_add(ms(window))],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn is_destroyed(&self, scope: &Scope, instance_id: &str) -> StorageResult<bool> {
+        let (scope, instance_id) = (scope.clone(), instance_id.to_owned());
+        self.db
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "SELECT 1 FROM destroyed WHERE tenant = ?1 AND adapter = ?2
+                     AND instance_id = ?3 AND expires_at > ?4",
+                )?
+                .query_row(params![scope.tenant, scope.adapter, instance_id, now_ms()], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+            })
+            .await
+    }
+
+    async fn purge_expired(&self, batch: u32) -> StorageResult<Purged> {
+        self.db
+            .run(move |conn| {
+                let now = now_ms();
+                let state = conn.execute(
+                    "DELETE FROM adapter_state WHERE (tenant, namespace, key) IN (SELECT tenant, namespace, key
+                     FROM adapter_state WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+                    params![now, batch],
+                )?;
+                // A running claim is kept until its lease is over, whatever its expiry.
+                let keys = conn.execute(
+                    "DELETE FROM idempotency WHERE (tenant, adapter, key) IN (SELECT tenant, adapter, key
+                     FROM idempotency WHERE expires_at <= ?1
+                     AND (state = 'done' OR lease_until IS NULL OR lease_until <= ?1) LIMIT ?2)",
+                    params![now, batch],
+                )?;
+                let destroyed = conn.execute(
+                    "DELETE FROM destroyed WHERE (tenant, adapter, instance_id) IN (SELECT tenant, adapter, instance_id
+                     FROM destroyed WHERE expires_at <= ?1 LIMIT ?2)",
+                    params![now, batch],
+                )?;
+                Ok(Purged {
+                    state,
+                    keys,
+                    destroyed,
+                })
+            })
+            .await
+    }
+
+    async fn forget_records(&self, scope: &Scope) -> StorageResult<u64> {
+        let scope = scope.clone();
+        self.db
+            .run(move |conn| {
+                let keys = conn.execute(
+                    "DELETE FROM idempotency WHERE tenant = ?1 AND adapter = ?2 AND state = 'done'",
+                    params![scope.tenant, scope.adapter],
+                )?;
+                let destroyed = conn.execute(
+                    "DELETE FROM destroyed WHERE tenant = ?1 AND adapter = ?2",
+                    params![scope.tenant, scope.adapter],
+                )?;
+                Ok((keys + destroyed) as u64)
+            })
+            .await
+    }
+
+    async fn idempotency_rows(&self) -> StorageResult<u64> {
+        self.db
+            .run(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM idempotency", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(dir: &tempfile::TempDir) -> SqliteStorage {
+        SqliteStorage::new(SqliteDb::open(&dir.path().join("airlock.db")).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_shared_suite_passes_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = storage(&dir);
+        let two = storage(&dir);
+        super::super::suite::run(&one, &two, &|age| {
+            let db = one.db().clone();
+            Box::pin(async move { age_sqlite(&db, age).await })
+        })
+        .await;
+    }
+
+    /// Move every time in the file `age` into the past, as if that much time went by.
+    async fn age_sqlite(db: &SqliteDb, age: Duration) {
+        let by = ms(age);
+        db.run(move |conn| {
+            conn.execute_batch(&format!(
+                "UPDATE adapter_state SET expires_at = expires_at - {by};
+                 UPDATE idempotency SET expires_at = expires_at - {by}, lease_until = lease_until - {by};
+                 UPDATE destroyed SET expires_at = expires_at - {by};"
+            ))
+        })
+        .await
+        .unwrap();
+    }
+
+    #[test]
+    fn a_version_3_file_is_migrated_with_its_rows_under_the_default_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("airlock.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO adapter_state VALUES ('ns', 'k', x'7631', NULL, 1);
+                 INSERT INTO idempotency VALUES ('ns', 'key', 'h', 'done', NULL, NULL, 'i-1', '{}', 1, 99999999999999);
+                 INSERT INTO namespaces VALUES ('ns', '/a.wasm', 'aaa', 1);
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let db = SqliteDb::open(&path).unwrap();
+        let (state, key, namespace): (Vec<u8>, String, String) = db
+            .with(|conn| {
+                Ok((
+                    conn.query_row("SELECT value FROM adapter_state WHERE tenant = 'default' AND namespace = 'ns' AND key = 'k'", [], |r| r.get(0))?,
+                    conn.query_row("SELECT instance_id FROM idempotency WHERE tenant = 'default' AND key = 'key'", [], |r| r.get(0))?,
+                    conn.query_row("SELECT sha256 FROM namespaces WHERE tenant = 'default' AND namespace = 'ns'", [], |r| r.get(0))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((state.as_slice(), key.as_str(), namespace.as_str()), (&b"v1"[..], "i-1", "aaa"));
+    }
+
+    #[test]
+    fn a_schema_newer_than_this_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("airlock.db");
+        SqliteDb::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let error = SqliteDb::open(&path).err().unwrap().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "state database sqlite:{}: the database's schema is version 99, newer than this airlock's (4); a newer airlock wrote it: run that version, or point this one at another database",
+                path.display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn the_directory_is_0700_and_the_database_and_its_companions_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let storage = SqliteStorage::new(SqliteDb::open(&data.join("airlock.db")).unwrap());
+        storage
+            .state_set(&Scope::new("t", "a"), "k", b"secret", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(mode(&data), 0o700);
+        // Open connections keep the write-ahead log and the shared-memory index in place.
+        for file in ["airlock.db", "airlock.db-wal", "airlock.db-shm"] {
+            assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        }
+    }
+}
