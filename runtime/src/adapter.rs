@@ -1,6 +1,6 @@
 //! A loaded adapter: its compiled component, pre-linked once (`InstancePre`), the export
 //! indices of the contract and of whichever optional interfaces it has, and its policy.
-//! Every call through it gets a fresh instance ([`crate::invoke`]).
+//! Every call through it gets a fresh instance ([`crate::call`]).
 
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ use crate::contract::{AdapterError, CostEstimate, Credential, ProvisionResult, S
 use crate::error::Error;
 use crate::operation::{Invocation, Operation, Output};
 use crate::policy::Policy;
-use crate::runtime::Runtime;
+use crate::runtime::{NamespaceBinding, Runtime};
+use crate::storage::Scope;
 
 /// The WIT names the runtime looks for.
 pub(crate) const CONTRACT: &str = "airlock:adapter/contract@0.1.0";
@@ -116,6 +117,16 @@ pub(crate) struct Exports {
 #[derive(Clone)]
 pub struct Adapter {
     pub(crate) inner: Arc<AdapterInner>,
+    /// Whose state and records its calls use: a tenant and the adapter's name.
+    scope: Scope,
+}
+
+/// Where a loaded adapter sits: its scope (the default tenant at load), what binds its
+/// namespace, and where it came from.
+pub(crate) struct Placement {
+    pub(crate) scope: Scope,
+    pub(crate) binding: NamespaceBinding,
+    pub(crate) origin: String,
 }
 
 pub(crate) struct AdapterInner {
@@ -128,6 +139,10 @@ pub(crate) struct AdapterInner {
     /// At most `limits.max_concurrent_calls` calls of this adapter at once.
     pub(crate) concurrency: tokio::sync::Semaphore,
     pub(crate) breaker: crate::breaker::CircuitBreaker,
+    /// What binds its namespace to this component, for each tenant it is used for.
+    binding: NamespaceBinding,
+    /// Where the component came from, for messages.
+    origin: String,
 }
 
 /// Options of one call.
@@ -153,8 +168,14 @@ impl Adapter {
         policy: Policy,
         grants: AdapterGrants,
         info: AdapterInfo,
-        origin: &str,
+        placement: Placement,
     ) -> Result<Adapter, Error> {
+        let Placement {
+            scope,
+            binding,
+            origin,
+        } = placement;
+        let origin = origin.as_str();
         let engine = &runtime.inner.engine;
         // Imports first: a component asking for something Airlock does not grant (a newer
         // WASI, wasi:http, an unknown interface) is told which one.
@@ -240,7 +261,10 @@ impl Adapter {
                     policy_limits.breaker_failures,
                     std::time::Duration::from_millis(policy_limits.breaker_cooldown_ms),
                 ),
+                binding,
+                origin: origin.to_owned(),
             }),
+            scope,
         })
     }
 
@@ -272,21 +296,46 @@ impl Adapter {
         operation: Operation,
         options: CallOptions,
     ) -> Invocation {
-        let inner = &self.inner;
-        let started = std::time::Instant::now();
-        // Held across the call: if this call is the breaker's half-open probe and its
-        // future is dropped before it reports, dropping the admission frees the probe.
-        let admission = match inner.breaker.admit(&inner.info.name) {
-            Ok(admission) => admission,
-            Err(error) => return crate::invoke::refusal(inner, &operation, error, started),
-        };
-        let Ok(_turn) = inner.concurrency.acquire().await else {
-            let error = AdapterError::host(crate::ErrorCode::Internal, "adapter is shutting down");
-            return crate::invoke::refusal(inner, &operation, error, started);
-        };
-        let invocation = crate::idempotency::invoke(inner, config, operation, options).await;
-        admission.record(invocation.receipt.error_code);
-        invocation
+        crate::call::run(&self.inner, &self.scope, config, operation, options).await
+    }
+
+    /// This adapter for `tenant`: the same compiled component and policy, with the
+    /// tenant's own state, idempotency keys, destroy records and client tokens. Binds the
+    /// adapter's namespace for the tenant as loading did for the default tenant (so a
+    /// namespace a tenant gave another component is refused). The circuit breaker and the
+    /// concurrency limit stay shared by every tenant of this loaded adapter.
+    pub async fn for_tenant(&self, tenant: &str) -> Result<Adapter, Error> {
+        crate::policy::validate_name(tenant).map_err(|message| Error::Policy {
+            origin: self.inner.origin.clone(),
+            message: format!("tenant {tenant:?}: {message}"),
+        })?;
+        let scope = Scope::new(tenant, self.scope.adapter.clone());
+        self.inner
+            .runtime
+            .bind_namespace(&scope, &self.inner.binding, &self.inner.origin)
+            .await?;
+        Ok(Adapter {
+            inner: self.inner.clone(),
+            scope,
+        })
+    }
+
+    /// The tenant this adapter's calls belong to ([`crate::storage::DEFAULT_TENANT`] unless
+    /// it came from [`Adapter::for_tenant`]).
+    pub fn tenant(&self) -> &str {
+        &self.scope.tenant
+    }
+
+    pub(crate) fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    pub(crate) fn binding(&self) -> &NamespaceBinding {
+        &self.inner.binding
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        &self.inner.origin
     }
 
     /// [`Adapter::invoke`], retried per `policy` while the error is `RETRYABLE` or `LIMIT`.

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::database::Database;
 use crate::error::Error;
+use crate::storage::sqlite::SqliteDb;
 
 /// Whether a load compiled or reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -35,7 +35,7 @@ pub enum CacheOutcome {
 
 pub(crate) struct ArtifactCache {
     dir: PathBuf,
-    db: Database,
+    db: SqliteDb,
     engine_key: String,
 }
 
@@ -44,7 +44,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl ArtifactCache {
-    pub(crate) fn new(dir: PathBuf, db: Database, engine: &Engine) -> Self {
+    pub(crate) fn new(dir: PathBuf, db: SqliteDb, engine: &Engine) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         ArtifactCache {
@@ -114,7 +114,7 @@ impl ArtifactCache {
     }
 
     fn try_hit(&self, engine: &Engine, key: &str, path: &Path) -> Result<Option<Component>, Error> {
-        let Some(recorded) = self.db.artifact_digest(key).map_err(|e| self.fail(e))? else {
+        let Some(recorded) = self.db.artifact_digest(key).map_err(|e| self.fail(e.0))? else {
             return Ok(None);
         };
         let Ok(bytes) = std::fs::read(path) else {
@@ -152,6 +152,6 @@ impl ArtifactCache {
             .map_err(|e| self.fail(format!("rename: {e}")))?;
         self.db
             .record_artifact(key, &sha256_hex(&bytes))
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e.0))
     }
 }

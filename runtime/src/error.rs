@@ -39,11 +39,11 @@ pub enum Error {
         /// Which export is missing or mistyped, or which import cannot be granted.
         message: String,
     },
-    /// The embedded database failed.
-    #[error("state database {path}: {message}")]
+    /// The storage database failed (opening it, migrating it, or an operation).
+    #[error("state database {database}: {message}")]
     Database {
-        /// The database file.
-        path: PathBuf,
+        /// The database: `sqlite:PATH` or the PostgreSQL URL without its password.
+        database: String,
         /// What failed.
         message: String,
     },

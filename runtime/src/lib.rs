@@ -29,18 +29,17 @@ mod adapter;
 mod bindings;
 mod breaker;
 mod cache;
+mod call;
 mod capabilities;
 pub mod conformance;
 mod contract;
-mod database;
 mod datadir;
 mod engine;
 mod error;
-mod idempotency;
-mod invoke;
 mod operation;
 mod retry;
 mod runtime;
+pub mod storage;
 
 // The policy file and the checks on untrusted input live in `airlock-core` (no wasmtime),
 // so that they can be fuzzed on their own; the paths inside this crate stay the same.
@@ -62,3 +61,4 @@ pub use operation::{Invocation, OPERATION_NAMES, Operation, Output, Receipt};
 pub use policy::{AllowConfig, HttpConfig, Limits, Policy, PolicyError, SecretConfig};
 pub use retry::RetryPolicy;
 pub use runtime::{Runtime, RuntimeConfig};
+pub use storage::DatabaseUrl;

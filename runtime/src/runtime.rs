@@ -15,10 +15,11 @@ use crate::capabilities::http::policy::HttpPolicy;
 use crate::capabilities::secrets::SecretGrants;
 use crate::capabilities::secrets::source::{SecretSource, default_sources};
 use crate::capabilities::{self, AdapterGrants, CallContext};
-use crate::database::Database;
 use crate::engine::{EngineSettings, build_engine, spawn_epoch_ticker};
 use crate::error::Error;
 use crate::policy::{Policy, validate_name};
+use crate::storage::sqlite::SqliteDb;
+use crate::storage::{DEFAULT_TENANT, DatabaseUrl, NamespaceOwner, Scope, Storage};
 
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -56,6 +57,25 @@ pub struct RuntimeConfig {
     /// it (see [`crate::intercept`]). For test harnesses such as `airlock check`; default
     /// none, and a production runtime should have none.
     pub http_interceptor: Option<Arc<dyn crate::intercept::HttpInterceptor>>,
+    /// Where state, idempotency claims and records, and destroy records live. `None` (the
+    /// default): the SQLite file `airlock.db` in `data_dir`. `postgres://…` shares them
+    /// between several Airlock nodes (see docs/scaling.md). Compiled artifacts and their
+    /// index stay in `data_dir` whatever this is: a node never runs native code because a
+    /// shared database said so.
+    pub database: Option<DatabaseUrl>,
+    /// How long a create's claim on its idempotency key lives without a heartbeat. The
+    /// holder renews it every third of this while the call lives; a node that stops
+    /// (crash, pause, partition) loses the key to the next caller this long after its last
+    /// heartbeat (at once, on the same node, when its process is gone). Default: 6 s.
+    pub claim_lease: std::time::Duration,
+    /// This node's name in claims. Default: the host name and boot id. Two runtimes with
+    /// the same node id judge each other's claims by process id, so give every machine
+    /// (or container with its own process ids) its own.
+    pub node_id: Option<String>,
+    /// Mixed into every client token (see docs/idempotency.md), so that two installations
+    /// sharing a provider account never receive each other's resources for the same tenant,
+    /// adapter and key. Default: none. Changing it changes every token: set it once.
+    pub client_token_salt: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -70,6 +90,10 @@ impl Default for RuntimeConfig {
             secret_sources: default_sources(),
             idempotency_window: std::time::Duration::from_secs(24 * 3600),
             http_interceptor: None,
+            database: None,
+            claim_lease: std::time::Duration::from_secs(6),
+            node_id: None,
+            client_token_salt: None,
         }
     }
 }
@@ -99,11 +123,16 @@ pub struct Runtime {
 pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<CallContext>,
-    pub(crate) db: Database,
+    pub(crate) storage: Arc<dyn Storage>,
+    /// The local database file: the artifact index, and with the default backend
+    /// everything else too.
+    local: SqliteDb,
+    /// This node's id in claims.
+    pub(crate) node_id: String,
     cache: Option<ArtifactCache>,
     pub(crate) slots: Semaphore,
     pub(crate) config: RuntimeConfig,
-    /// Keyed creates so far; every [`crate::idempotency::PURGE_EVERY_CREATES`] of them
+    /// Keyed creates so far; every 512th of them (the dedupe stage's `PURGE_EVERY_CREATES`)
     /// purge expired records.
     pub(crate) keyed_creates: std::sync::atomic::AtomicU64,
 }
@@ -125,24 +154,50 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker)
             .map_err(|e| Error::Engine(format!("linking capabilities: {e:#}")))?;
-        let db = Database::open(&config.data_dir.join("airlock.db"))?;
-        // Expired state and records are removed at start-up, in bounded batches, off the
-        // call path.
-        let purge_db = db.clone();
-        std::thread::spawn(move || {
-            if let Err(error) = purge_db.purge_all_expired() {
-                tracing::warn!(target: "airlock::database", %error, "could not purge expired records");
+        if config.claim_lease < std::time::Duration::from_millis(300) {
+            return Err(Error::Engine(format!(
+                "claim_lease must be at least 300 ms (it is {} ms): a heartbeat renews it every third",
+                config.claim_lease.as_millis()
+            )));
+        }
+        let local = SqliteDb::open(&config.data_dir.join("airlock.db"))?;
+        let storage: Arc<dyn Storage> = match &config.database {
+            None => Arc::new(crate::storage::sqlite::SqliteStorage::new(local.clone())),
+            Some(DatabaseUrl::Sqlite(path)) if *path == local.path() => {
+                Arc::new(crate::storage::sqlite::SqliteStorage::new(local.clone()))
             }
-        });
+            Some(DatabaseUrl::Sqlite(path)) => Arc::new(
+                crate::storage::sqlite::SqliteStorage::new(SqliteDb::open(path)?),
+            ),
+            Some(DatabaseUrl::Postgres(url)) => crate::storage::postgres::open_blocking(url)?,
+        };
+        // Expired state and records are removed at start-up, in bounded batches, off the
+        // call path (when there is a tokio runtime to do it on; else at the 512th create).
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let storage = storage.clone();
+            handle.spawn(async move {
+                if let Err(error) =
+                    crate::storage::purge_in_batches(&*storage, crate::storage::PURGE_BATCH).await
+                {
+                    tracing::warn!(target: "airlock::database", %error, "could not purge expired records");
+                }
+            });
+        }
         let cache = config
             .cache_compiled
-            .then(|| ArtifactCache::new(config.data_dir.join("cache"), db.clone(), &engine));
+            .then(|| ArtifactCache::new(config.data_dir.join("cache"), local.clone(), &engine));
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(crate::storage::owner::default_node_id);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 slots: Semaphore::new(config.pool_size as usize),
                 engine,
                 linker,
-                db,
+                storage,
+                local,
+                node_id,
                 cache,
                 config,
                 keyed_creates: std::sync::atomic::AtomicU64::new(0),
@@ -155,53 +210,82 @@ impl Runtime {
         &self.inner.config
     }
 
-    /// The database file.
+    /// The local database file: the index of compiled artifacts, and with the default
+    /// backend (no [`RuntimeConfig::database`]) state and records too.
     pub fn database_path(&self) -> &Path {
-        self.inner.db.path()
+        self.inner.local.path()
+    }
+
+    /// Where state and records live, for messages: `sqlite:PATH` or the PostgreSQL URL
+    /// without its password.
+    pub fn database(&self) -> String {
+        self.inner.storage.describe()
+    }
+
+    /// This runtime's node id in claims ([`RuntimeConfig::node_id`] or the default).
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    fn storage_error(&self, error: crate::storage::StorageError) -> Error {
+        Error::Database {
+            database: self.inner.storage.describe(),
+            message: error.0,
+        }
     }
 
     /// Remove expired state, idempotency and destroy records now. The runtime does this
     /// at start and every few hundred creates, off the call path; embedders may also call it.
     pub async fn purge_expired(&self) -> Result<usize, Error> {
-        let db = self.inner.db.clone();
-        let fail = |message: String| Error::Database {
-            path: self.inner.db.path().to_owned(),
-            message,
-        };
-        tokio::task::spawn_blocking(move || db.purge_all_expired())
+        crate::storage::purge_in_batches(&*self.inner.storage, crate::storage::PURGE_BATCH)
             .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(fail)
+            .map_err(|e| self.storage_error(e))
     }
 
-    /// Forget what the idempotency layer recorded for `adapter`: finished creates and
-    /// successful destroys. The next create with one of those keys, or destroy of one of
-    /// those instances, reaches the guest again instead of being answered from the record.
-    /// Claims of calls still running are kept. Returns the records removed.
+    /// Forget what the idempotency layer recorded for `adapter` of the default tenant:
+    /// finished creates and successful destroys. The next create with one of those keys,
+    /// or destroy of one of those instances, reaches the guest again instead of being
+    /// answered from the record. Claims of calls still running are kept. Returns the
+    /// records removed.
     ///
     /// An operator's tool after an incident, and how `airlock check` tests an adapter's
     /// *own* idempotency beneath the host's.
     pub async fn forget_records(&self, adapter: &str) -> Result<u64, Error> {
         self.inner
-            .db
-            .forget_records(adapter.to_owned())
+            .storage
+            .forget_records(&Scope::new(DEFAULT_TENANT, adapter))
             .await
-            .map_err(|message| Error::Database {
-                path: self.inner.db.path().to_owned(),
-                message,
-            })
+            .map_err(|e| self.storage_error(e))
     }
 
     /// How many idempotency records the database holds (live or expired, not yet purged).
     pub async fn idempotency_records(&self) -> Result<u64, Error> {
         self.inner
-            .db
+            .storage
             .idempotency_rows()
             .await
-            .map_err(|message| Error::Database {
-                path: self.inner.db.path().to_owned(),
-                message,
-            })
+            .map_err(|e| self.storage_error(e))
+    }
+
+    /// Bind the adapter's namespace for `tenant` (see [`Storage::bind_namespace`]).
+    pub(crate) async fn bind_namespace(
+        &self,
+        scope: &Scope,
+        binding: &NamespaceBinding,
+        origin: &str,
+    ) -> Result<(), Error> {
+        let verdict = self
+            .inner
+            .storage
+            .bind_namespace(
+                scope,
+                binding.path.as_deref(),
+                &binding.sha256,
+                binding.rebind,
+            )
+            .await
+            .map_err(|e| self.storage_error(e))?;
+        verdict.map_err(|owner| namespace_taken(&scope.adapter, binding, &owner, origin))
     }
 
     /// Load the component at `path` under `policy`. The adapter's name (its state
@@ -234,9 +318,16 @@ impl Runtime {
         };
         let runtime = self.clone();
         let origin = path.display().to_string();
-        tokio::task::spawn_blocking(move || runtime.load_blocking(default, &bytes, policy, &origin))
-            .await
-            .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
+        let adapter = tokio::task::spawn_blocking(move || {
+            runtime.load_blocking(default, &bytes, policy, &origin)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("load task failed: {e}")))??;
+        // Bound only once the component proved to be an adapter, so a broken one never
+        // takes a namespace.
+        self.bind_namespace(adapter.scope(), adapter.binding(), adapter.origin())
+            .await?;
+        Ok(adapter)
     }
 
     /// Load a component from memory. `default_name` is used when the policy names none (and
@@ -255,9 +346,16 @@ impl Runtime {
             from: NameFrom::Embedder,
         };
         let origin = origin.to_owned();
-        tokio::task::spawn_blocking(move || runtime.load_blocking(default, &bytes, policy, &origin))
-            .await
-            .map_err(|e| Error::Engine(format!("load task failed: {e}")))?
+        let adapter = tokio::task::spawn_blocking(move || {
+            runtime.load_blocking(default, &bytes, policy, &origin)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("load task failed: {e}")))??;
+        // Bound only once the component proved to be an adapter, so a broken one never
+        // takes a namespace.
+        self.bind_namespace(adapter.scope(), adapter.binding(), adapter.origin())
+            .await?;
+        Ok(adapter)
     }
 
     fn load_blocking(
@@ -310,25 +408,44 @@ impl Runtime {
             bytes.len(),
             cache,
         );
-        let adapter = Adapter::prepare(self.clone(), component, policy, grants, info, origin)?;
-        // Bound only once the component proved to be an adapter, so a broken one never
-        // takes a namespace.
-        let path = match &default.from {
-            NameFrom::FileStem { path } => Some(path.as_str()),
-            NameFrom::Embedder => None,
+        let binding = NamespaceBinding {
+            path: match &default.from {
+                NameFrom::FileStem { path } => Some(path.clone()),
+                NameFrom::Embedder => None,
+            },
+            sha256: digest,
+            rebind: named_by_policy,
+            from: default.from,
         };
-        let verdict = inner
-            .db
-            .bind_namespace(&name, path, &digest, named_by_policy)
-            .map_err(|message| Error::Database {
-                path: inner.db.path().to_owned(),
-                message,
-            })?;
-        if let Err(owner) = verdict {
-            return Err(namespace_taken(&name, &default.from, &owner, origin));
-        }
+        let scope = Scope::new(DEFAULT_TENANT, name);
+        let adapter = Adapter::prepare(
+            self.clone(),
+            component,
+            policy,
+            grants,
+            info,
+            crate::adapter::Placement {
+                scope,
+                binding,
+                origin: origin.to_owned(),
+            },
+        )?;
         Ok(adapter)
     }
+}
+
+/// What binds an adapter's namespace to its component, per tenant (see
+/// [`Storage::bind_namespace`]).
+#[derive(Debug, Clone)]
+pub(crate) struct NamespaceBinding {
+    /// The component file's canonical path, if it came from a file.
+    pub(crate) path: Option<String>,
+    /// The component's digest.
+    pub(crate) sha256: String,
+    /// Whether the policy named the namespace (which rebinds it).
+    pub(crate) rebind: bool,
+    /// Where the name came from, for the refusal's message.
+    pub(crate) from: NameFrom,
 }
 
 /// The name an adapter gets when its policy has no `name`, and where it came from.
@@ -337,7 +454,8 @@ struct DefaultName {
     from: NameFrom,
 }
 
-enum NameFrom {
+#[derive(Debug, Clone)]
+pub(crate) enum NameFrom {
     /// The component file's stem; `path` is the file's canonical path.
     FileStem { path: String },
     /// The `default_name` an embedder passed to [`Runtime::load_bytes`].
@@ -346,11 +464,11 @@ enum NameFrom {
 
 fn namespace_taken(
     name: &str,
-    from: &NameFrom,
-    owner: &crate::database::NamespaceOwner,
+    binding: &NamespaceBinding,
+    owner: &NamespaceOwner,
     origin: &str,
 ) -> Error {
-    let source = match from {
+    let source = match binding.from {
         NameFrom::FileStem { .. } => "taken from the file name, as the policy sets no `name`",
         NameFrom::Embedder => "the default name it was loaded with, as the policy sets no `name`",
     };

@@ -1,5 +1,5 @@
 //! The `invocation` capability: facts about the current call — today, the stable client
-//! token of an idempotent create (see [`crate::idempotency`]).
+//! token of an idempotent create (see the dedupe stage of [`crate::call`]).
 
 use crate::bindings::airlock::adapter::invocation::Host;
 

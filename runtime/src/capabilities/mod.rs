@@ -29,8 +29,8 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::airlock::adapter as imports;
-use crate::database::Database;
 use crate::policy::Limits;
+use crate::storage::{Scope, Storage};
 
 /// What a policy grants an adapter, compiled once at load and shared by its calls.
 pub(crate) struct AdapterGrants {
@@ -40,9 +40,10 @@ pub(crate) struct AdapterGrants {
 
 /// What a call's capabilities are built from.
 pub(crate) struct CallSetup<'a> {
-    pub(crate) adapter: &'a str,
+    /// Whose call: the tenant and the adapter's name.
+    pub(crate) scope: &'a Scope,
     pub(crate) limits: &'a Limits,
-    pub(crate) db: Database,
+    pub(crate) storage: Arc<dyn Storage>,
     pub(crate) grants: &'a AdapterGrants,
     pub(crate) deadline: Instant,
     pub(crate) live_progress: Option<UnboundedSender<progress::ProgressReport>>,
@@ -68,9 +69,9 @@ impl CallContext {
     /// Everything one call's capabilities start from, fresh.
     pub(crate) fn new(setup: CallSetup<'_>) -> Self {
         let CallSetup {
-            adapter,
+            scope,
             limits,
-            db,
+            storage,
             grants,
             deadline,
             live_progress,
@@ -93,10 +94,10 @@ impl CallContext {
             wasi,
             table: ResourceTable::new(),
             limiter: limiter::CallLimiter::new(limits.memory_bytes(), limits.table_elements),
-            state: state::StateScope::new(db, adapter.to_owned(), limits),
+            state: state::StateScope::new(storage, scope.clone(), limits),
             // Guest text is redacted where it enters the host: each sink holds the guard.
             log: log::LogSink::new(
-                adapter.to_owned(),
+                scope.adapter.clone(),
                 limits.log_records,
                 limits.log_line_bytes,
                 grants.secrets.guard.clone(),
@@ -109,8 +110,8 @@ impl CallContext {
             ),
             stdout,
             stderr,
-            secrets: secrets::SecretBroker::new(adapter, grants.secrets.clone()),
-            http: http::OutboundHttp::new(adapter, grants.http.clone(), deadline),
+            secrets: secrets::SecretBroker::new(&scope.adapter, grants.secrets.clone()),
+            http: http::OutboundHttp::new(&scope.adapter, grants.http.clone(), deadline),
             invocation: invocation::InvocationFacts { client_token },
         }
     }

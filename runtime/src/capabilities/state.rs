@@ -1,18 +1,20 @@
-//! The `state` capability: a key-value store private to one adapter, in the embedded
-//! database. Keys are namespaced by the adapter's name, so two adapters never see each
-//! other's keys. Bounded per the policy: key and value size, live keys per adapter, and
+//! The `state` capability: a key-value store private to one adapter of one tenant, in the
+//! runtime's storage. Keys are scoped by tenant and the adapter's name, so two adapters (or
+//! two tenants of one adapter) never see each other's keys. Bounded per the policy: key and value size, live keys per adapter, and
 //! operations per call.
 
 use std::time::Duration;
 
 use crate::bindings::airlock::adapter::state::{Host, StateError};
-use crate::database::Database;
+use std::sync::Arc;
+
 use crate::policy::Limits;
+use crate::storage::{Scope, Storage, StorageError};
 
 /// One call's view of its adapter's state.
 pub(crate) struct StateScope {
-    db: Database,
-    namespace: String,
+    storage: Arc<dyn Storage>,
+    scope: Scope,
     max_key_bytes: usize,
     max_value_bytes: u64,
     max_keys: u64,
@@ -23,10 +25,10 @@ pub(crate) struct StateScope {
 }
 
 impl StateScope {
-    pub(crate) fn new(db: Database, namespace: String, limits: &Limits) -> Self {
+    pub(crate) fn new(storage: Arc<dyn Storage>, scope: Scope, limits: &Limits) -> Self {
         StateScope {
-            db,
-            namespace,
+            storage,
+            scope,
             max_key_bytes: limits.state_key_bytes as usize,
             max_value_bytes: limits.state_value_bytes,
             max_keys: limits.state_keys,
@@ -89,7 +91,7 @@ impl StateScope {
     }
 }
 
-fn unavailable(error: String) -> StateError {
+fn unavailable(error: StorageError) -> StateError {
     tracing::warn!(target: "airlock::state", %error, "state store failed");
     StateError::Unavailable(format!("state store failed: {error}"))
 }
@@ -104,8 +106,9 @@ impl Host for StateScope {
             return Ok(Err(e));
         }
         Ok(self
-            .db
-            .state_get(&self.namespace, &key)
+            .storage
+            .state_get(&self.scope, &key)
+            .await
             .map_err(unavailable))
     }
 
@@ -122,14 +125,8 @@ impl Host for StateScope {
             return Ok(Err(e));
         }
         let stored = self
-            .db
-            .state_set(
-                self.namespace.clone(),
-                key,
-                value,
-                ttl(ttl_secs),
-                self.max_keys,
-            )
+            .storage
+            .state_set(&self.scope, &key, &value, ttl(ttl_secs), self.max_keys)
             .await;
         Ok(match stored {
             Ok(true) => Ok(()),
@@ -151,14 +148,8 @@ impl Host for StateScope {
             return Ok(Err(e));
         }
         let stored = self
-            .db
-            .state_insert_new(
-                self.namespace.clone(),
-                key,
-                value,
-                ttl(ttl_secs),
-                self.max_keys,
-            )
+            .storage
+            .state_insert_new(&self.scope, &key, &value, ttl(ttl_secs), self.max_keys)
             .await;
         Ok(match stored {
             Ok(Some(inserted)) => Ok(inserted),
@@ -172,8 +163,8 @@ impl Host for StateScope {
             return Ok(Err(e));
         }
         Ok(self
-            .db
-            .state_delete(self.namespace.clone(), key)
+            .storage
+            .state_delete(&self.scope, &key)
             .await
             .map_err(unavailable))
     }
@@ -185,8 +176,12 @@ mod tests {
 
     fn scope(limits: &Limits) -> (tempfile::TempDir, StateScope) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("a.db")).unwrap();
-        (dir, StateScope::new(db, "t".into(), limits))
+        let db = crate::storage::sqlite::SqliteDb::open(&dir.path().join("a.db")).unwrap();
+        let storage = Arc::new(crate::storage::sqlite::SqliteStorage::new(db));
+        (
+            dir,
+            StateScope::new(storage, Scope::new("default", "t"), limits),
+        )
     }
 
     #[tokio::test]

@@ -17,7 +17,6 @@
 //! host's; PostgreSQL: the database server's `clock_timestamp()`, never a node's).
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) mod owner;
@@ -377,9 +376,7 @@ pub(crate) fn redact_password(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let rest = scheme_end + 3;
-        let authority_end = out[rest..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| rest + i);
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
         if let Some(at) = out[rest..authority_end].rfind('@') {
             let userinfo = &out[rest..rest + at];
             if let Some(colon) = userinfo.find(':') {
@@ -393,24 +390,6 @@ pub(crate) fn redact_password(url: &str) -> String {
         out.replace_range(value..end, "***");
     }
     out
-}
-
-/// Open the storage `url` names, applying migrations; `Err` names the database and why.
-pub(crate) async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Storage>, crate::Error> {
-    let fail = |message: String| crate::Error::Database {
-        database: url.to_string(),
-        message,
-    };
-    Ok(match url {
-        DatabaseUrl::Sqlite(path) => {
-            let path = path.clone();
-            let db = tokio::task::spawn_blocking(move || sqlite::SqliteDb::open(&path))
-                .await
-                .map_err(|e| fail(format!("open task failed: {e}")))??;
-            Arc::new(sqlite::SqliteStorage::new(db))
-        }
-        DatabaseUrl::Postgres(url) => Arc::new(postgres::PostgresStorage::connect(url).await?),
-    })
 }
 
 #[cfg(test)]

@@ -4,14 +4,22 @@
 use super::*;
 
 /// [`Storage`] on PostgreSQL.
-pub struct PostgresStorage {}
+pub(crate) struct PostgresStorage {}
 
 impl PostgresStorage {
     /// Connect to `url` and apply migrations.
-    pub(crate) async fn connect(url: &str) -> Result<PostgresStorage, crate::Error> {
+    fn connect_blocking(url: &str) -> Result<PostgresStorage, crate::Error> {
         Err(crate::Error::Database {
             database: redact_password(url),
             message: "the PostgreSQL backend is not built yet".into(),
         })
+    }
+}
+
+/// Connect to `url`, apply migrations, and return the storage.
+pub(crate) fn open_blocking(url: &str) -> Result<std::sync::Arc<dyn Storage>, crate::Error> {
+    match PostgresStorage::connect_blocking(url) {
+        Ok(PostgresStorage {}) => unreachable!(),
+        Err(error) => Err(error),
     }
 }

@@ -96,11 +96,7 @@ async fn state(one: &dyn Storage, two: &dyn Storage, tenant: &str, age: Age<'_>)
             .await
             .unwrap()
     );
-    assert!(
-        one.state_set(&t, "forever", b"x", None, 2)
-            .await
-            .unwrap()
-    );
+    assert!(one.state_set(&t, "forever", b"x", None, 2).await.unwrap());
     assert_eq!(
         one.state_get(&t, "short").await.unwrap(),
         Some(b"x".to_vec())
@@ -138,10 +134,19 @@ async fn namespaces(one: &dyn Storage, two: &dyn Storage, tenant: &str) {
                 .unwrap()
         }
     };
-    assert_eq!(bind("one", Some("/a/adapter.wasm"), "aaa", false).await, Ok(()));
+    assert_eq!(
+        bind("one", Some("/a/adapter.wasm"), "aaa", false).await,
+        Ok(())
+    );
     // The same file rebuilt, and the same component elsewhere, are the same adapter.
-    assert_eq!(bind("two", Some("/a/adapter.wasm"), "aaa2", false).await, Ok(()));
-    assert_eq!(bind("one", Some("/copy/adapter.wasm"), "aaa2", false).await, Ok(()));
+    assert_eq!(
+        bind("two", Some("/a/adapter.wasm"), "aaa2", false).await,
+        Ok(())
+    );
+    assert_eq!(
+        bind("one", Some("/copy/adapter.wasm"), "aaa2", false).await,
+        Ok(())
+    );
     assert_eq!(bind("two", None, "aaa2", false).await, Ok(()));
     // Another component is refused, naming the one the namespace belongs to.
     let owner = NamespaceOwner {
@@ -154,9 +159,19 @@ async fn namespaces(one: &dyn Storage, two: &dyn Storage, tenant: &str) {
     );
     assert_eq!(bind("two", None, "bbb", false).await, Err(owner));
     // A policy that names the namespace rebinds it.
-    assert_eq!(bind("one", Some("/b/adapter.wasm"), "bbb", true).await, Ok(()));
-    assert_eq!(bind("two", Some("/b/adapter.wasm"), "bbb", false).await, Ok(()));
-    assert!(bind("one", Some("/a/adapter.wasm"), "aaa2", false).await.is_err());
+    assert_eq!(
+        bind("one", Some("/b/adapter.wasm"), "bbb", true).await,
+        Ok(())
+    );
+    assert_eq!(
+        bind("two", Some("/b/adapter.wasm"), "bbb", false).await,
+        Ok(())
+    );
+    assert!(
+        bind("one", Some("/a/adapter.wasm"), "aaa2", false)
+            .await
+            .is_err()
+    );
     // Another tenant's namespace of the same name is its own.
     let elsewhere = Scope::new(format!("{tenant}-other"), "adapter");
     assert_eq!(
@@ -190,7 +205,10 @@ async fn claims(one: &dyn Storage, two: &dyn Storage, tenant: &str, age: Age<'_>
     assert_eq!(two.claim(&other_input).await.unwrap(), Claim::InputMismatch);
     // The same key under another tenant is another key.
     let elsewhere = Scope::new(format!("{tenant}-other"), "a");
-    won(two.claim(&request(&elsewhere, "k", &node_two)).await.unwrap());
+    won(two
+        .claim(&request(&elsewhere, "k", &node_two))
+        .await
+        .unwrap());
 
     // Renewed, then recorded; the other node then gets the record.
     assert!(one.renew(&first).await.unwrap());
@@ -243,7 +261,9 @@ async fn claims(one: &dyn Storage, two: &dyn Storage, tenant: &str, age: Age<'_>
         Claim::Busy { epoch: 2, .. }
     ));
     assert_eq!(
-        two.complete(&taker, "i-2", "{\"taker\":true}").await.unwrap(),
+        two.complete(&taker, "i-2", "{\"taker\":true}")
+            .await
+            .unwrap(),
         Completion::Recorded
     );
     assert_eq!(
@@ -321,7 +341,11 @@ async fn destroy_records(one: &dyn Storage, two: &dyn Storage, tenant: &str, age
             .await
             .unwrap()
     );
-    assert!(!two.is_destroyed(&Scope::new(tenant, "b"), "i-1").await.unwrap());
+    assert!(
+        !two.is_destroyed(&Scope::new(tenant, "b"), "i-1")
+            .await
+            .unwrap()
+    );
     age(Duration::from_secs(61)).await;
     assert!(!two.is_destroyed(&scope, "i-1").await.unwrap());
 }

@@ -1,100 +1,34 @@
-//! One call: check the caller's input, take a pool slot, build a fresh store with its
-//! limits, instantiate, call the export, check what came back, and write the receipt.
-//! Whatever the guest does, this returns an [`Invocation`]; it never panics on guest
-//! behaviour and never leaves anything behind (the store and instance are dropped here).
-
-use std::time::Instant;
+//! Stage 4, check: what the guest returned, judged. A failed call (trap, exhausted limit)
+//! becomes the contract's error; an answer is checked against the contract; the leak guard
+//! reads every field the guest wrote; a provider failure the guest passed through decides
+//! the code; and the receipt gets what the store counted. Nothing after this stage sees
+//! guest text unguarded.
 
 use serde_json::Value;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::Trap;
 
-use crate::adapter::{AdapterInner, COSTS, CallOptions, LIFECYCLE, ROTATION};
-use crate::bindings::{costs, wit};
+use super::sandbox::{Answer, Ran};
+use crate::adapter::AdapterInner;
+use crate::bindings::wit;
+use crate::capabilities::CallContext;
 use crate::capabilities::http::ProviderFailure;
 use crate::capabilities::limiter::LimitExceeded;
 use crate::capabilities::secrets::guard::{Leak, LeakGuard};
-use crate::capabilities::{CallContext, CallSetup};
 use crate::contract::{
     self, AdapterError, ContractBounds, Credential, ErrorCode, ErrorOrigin, LimitKind,
 };
-use crate::operation::{Invocation, Operation, Output, Receipt};
+use crate::operation::{Invocation, Operation, Output};
 use crate::policy::Limits;
 
-/// What the guest's export returned, before any checking.
-enum Answer {
-    Unit(Result<(), wit::AdapterError>),
-    Provisioned(Result<wit::ProvisionResult, wit::AdapterError>),
-    Status(Result<wit::StatusDetail, wit::AdapterError>),
-    Credential(Result<wit::Credential, wit::AdapterError>),
-    Costs(Result<costs::CostEstimate, wit::AdapterError>),
-}
-
-/// Run `operation` in a fresh instance. `config_text` is the config as the guest gets it,
-/// from [`check_input`], which the caller has run.
-pub(crate) async fn invoke(
-    adapter: &AdapterInner,
-    config_text: String,
-    operation: Operation,
-    options: CallOptions,
-) -> Invocation {
-    let started = Instant::now();
+/// Judge what ran into the invocation the caller gets.
+pub(super) fn check(adapter: &AdapterInner, ran: Ran, operation: &Operation) -> Invocation {
+    let Ran {
+        answer,
+        store,
+        mut receipt,
+        started,
+    } = ran;
     let limits = &adapter.policy.limits;
-    let mut receipt = empty_receipt(adapter, &operation, limits);
-
-    // A pool slot per live instance: past the pool size, calls wait here (or give up after
-    // `pool_wait`), never in wasmtime.
-    let _slot = match take_slot(adapter).await {
-        Ok(permit) => permit,
-        Err(error) => return refusal(adapter, &operation, error, started),
-    };
-    let deadline = Instant::now() + limits.deadline();
-
-    let context = CallContext::new(CallSetup {
-        adapter: &adapter.info.name,
-        limits,
-        db: adapter.runtime.inner.db.clone(),
-        grants: &adapter.grants,
-        deadline,
-        live_progress: options.progress,
-        client_token: options.client_token,
-    });
-    let mut store = Store::new(&adapter.runtime.inner.engine, context);
-    store.limiter(|ctx| &mut ctx.limiter);
-    let fuel_set = store.set_fuel(limits.fuel);
-    let deadline_ms = limits.deadline_ms;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(LimitExceeded {
-                kind: LimitKind::Deadline,
-                message: deadline_message(deadline_ms),
-            }
-            .into())
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-
-    // The epoch interrupts guest code; the timeout also covers time spent awaiting host
-    // imports (database, network), which epochs cannot interrupt.
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let answer = match fuel_set {
-        Err(e) => Err(e),
-        Ok(()) => match tokio::time::timeout(
-            remaining,
-            call_export(adapter, &mut store, &operation, &config_text),
-        )
-        .await
-        {
-            Ok(answer) => answer,
-            Err(_) => Err(LimitExceeded {
-                kind: LimitKind::Deadline,
-                message: deadline_message(deadline_ms),
-            }
-            .into()),
-        },
-    };
-
     receipt.instantiated = true;
     receipt.fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     // Guest text meets the leak guard where it enters the host: logs and progress in
@@ -105,7 +39,7 @@ pub(crate) async fn invoke(
     let (stdout, stdout_redactions) = store.data().stdout.redacted_text(guard);
     let (stderr, stderr_redactions) = store.data().stderr.redacted_text(guard);
     let result = match answer {
-        Ok(answer) => check_answer(answer, &operation, &limits.contract_bounds()),
+        Ok(answer) => check_answer(answer, operation, &limits.contract_bounds()),
         Err(error) => Err(classify(error, store.data(), limits, &stderr)),
     };
     let (result, result_redactions) = guard_result(guard, result);
@@ -149,31 +83,6 @@ pub(crate) async fn invoke(
         progress: ctx.progress.reports,
         stdout,
         stderr,
-    }
-}
-
-/// A slot of the instance pool, waiting as `RuntimeConfig::pool_wait` allows.
-async fn take_slot(
-    adapter: &AdapterInner,
-) -> Result<tokio::sync::SemaphorePermit<'_>, AdapterError> {
-    let inner = &adapter.runtime.inner;
-    let closed = || AdapterError::host(ErrorCode::Internal, "runtime is shutting down");
-    if let Ok(permit) = inner.slots.try_acquire() {
-        return Ok(permit);
-    }
-    match inner.config.pool_wait {
-        None => inner.slots.acquire().await.map_err(|_| closed()),
-        Some(wait) => match tokio::time::timeout(wait, inner.slots.acquire()).await {
-            Ok(permit) => permit.map_err(|_| closed()),
-            Err(_) => Err(AdapterError::limit(
-                LimitKind::Pool,
-                format!(
-                    "instance pool full: all {} instances are in use (RuntimeConfig::pool_size); no slot freed within {} ms (RuntimeConfig::pool_wait)",
-                    inner.config.pool_size,
-                    wait.as_millis()
-                ),
-            )),
-        },
     }
 }
 
@@ -315,219 +224,6 @@ fn redact_output(guard: &LeakGuard, output: &mut Output) -> u32 {
                 + c.breakdown.as_mut().map_or(0, object)
         }
     }
-}
-
-fn empty_receipt(adapter: &AdapterInner, operation: &Operation, limits: &Limits) -> Receipt {
-    Receipt {
-        adapter: adapter.info.name.clone(),
-        operation: operation.name(),
-        wall_time_us: 0,
-        fuel_consumed: 0,
-        fuel_limit: limits.fuel,
-        memory_peak_bytes: 0,
-        memory_limit_bytes: limits.memory_bytes(),
-        deadline_ms: limits.deadline_ms,
-        limit_hit: None,
-        error_code: None,
-        instantiated: false,
-        attempts: 1,
-        idempotency: None,
-        redactions: 0,
-        secrets_revealed: 0,
-        state_ops: 0,
-        state_writes: 0,
-        http_requests: 0,
-        log_records: 0,
-        logs_dropped: 0,
-        progress_dropped: 0,
-        stdio_bytes: 0,
-        stdio_dropped_bytes: 0,
-    }
-}
-
-fn deadline_message(ms: u64) -> String {
-    format!("deadline of {ms} ms exceeded (limits.deadline_ms)")
-}
-
-/// The caller's input, checked before any guest runs: `VALIDATION` for bad input,
-/// `PERMANENT` for an optional operation the adapter does not export.
-/// An invocation the runtime answered itself, without an instance.
-fn without_instance(
-    adapter: &AdapterInner,
-    operation: &Operation,
-    result: Result<Output, AdapterError>,
-    started: Instant,
-) -> Invocation {
-    let mut receipt = empty_receipt(adapter, operation, &adapter.policy.limits);
-    receipt.wall_time_us = started.elapsed().as_micros() as u64;
-    receipt.error_code = result.as_ref().err().map(|e| e.error_code);
-    if let Err(AdapterError {
-        origin: ErrorOrigin::Limit(kind),
-        ..
-    }) = &result
-    {
-        receipt.limit_hit = Some(*kind);
-    }
-    Invocation {
-        result,
-        receipt,
-        logs: vec![],
-        progress: vec![],
-        stdout: String::new(),
-        stderr: String::new(),
-    }
-}
-
-/// The runtime refused the call before any guest ran.
-pub(crate) fn refusal(
-    adapter: &AdapterInner,
-    operation: &Operation,
-    error: AdapterError,
-    started: Instant,
-) -> Invocation {
-    without_instance(adapter, operation, Err(error), started)
-}
-
-/// The runtime answered from its own records, without running the guest.
-pub(crate) fn answered(
-    adapter: &AdapterInner,
-    operation: &Operation,
-    output: Output,
-    started: Instant,
-) -> Invocation {
-    without_instance(adapter, operation, Ok(output), started)
-}
-
-pub(crate) fn check_input(
-    adapter: &AdapterInner,
-    config: &Value,
-    operation: &Operation,
-) -> Result<String, AdapterError> {
-    let invalid = |message: String| AdapterError::host(ErrorCode::Validation, message);
-    if !config.is_object() {
-        return Err(invalid("config must be a JSON object".into()));
-    }
-    let supported = |present: bool, interface: &str| {
-        if present {
-            Ok(())
-        } else {
-            Err(AdapterError::unsupported(operation.name(), interface))
-        }
-    };
-    let exports = &adapter.exports;
-    match operation {
-        Operation::Create {
-            params,
-            idempotency_key,
-        } => {
-            if !params.is_object() {
-                return Err(invalid("params must be a JSON object".into()));
-            }
-            if let Some(key) = idempotency_key
-                && (key.is_empty() || key.len() > 256 || key.chars().any(char::is_control))
-            {
-                return Err(invalid(
-                    "idempotency key must be 1 to 256 bytes of printable text".into(),
-                ));
-            }
-        }
-        Operation::Pause { .. } | Operation::Resume { .. } => {
-            supported(exports.lifecycle.is_some(), LIFECYCLE)?
-        }
-        Operation::EstimateCosts { .. } => supported(exports.costs.is_some(), COSTS)?,
-        Operation::RotateCredentials { .. } => supported(exports.rotation.is_some(), ROTATION)?,
-        _ => {}
-    }
-    if let Some(id) = operation.instance_id() {
-        let max = adapter.policy.limits.max_instance_id_bytes as usize;
-        if id.is_empty() || id.len() > max || id.chars().any(char::is_control) {
-            return Err(invalid(format!(
-                "instance id must be 1 to {max} bytes of printable text"
-            )));
-        }
-    }
-    Ok(config.to_string())
-}
-
-/// Instantiate and call the export for `operation`.
-#[allow(clippy::ptr_arg)] // bindgen's call methods take `&String`
-async fn call_export(
-    adapter: &AdapterInner,
-    store: &mut Store<CallContext>,
-    operation: &Operation,
-    config: &String,
-) -> wasmtime::Result<Answer> {
-    let instance = adapter.pre.instantiate_async(&mut *store).await?;
-    let exports = &adapter.exports;
-    macro_rules! contract {
-        () => {
-            exports.contract.load(&mut *store, &instance)?
-        };
-    }
-    Ok(match operation {
-        Operation::ValidateConfig => Answer::Unit(
-            contract!()
-                .call_validate_config(&mut *store, config)
-                .await?,
-        ),
-        Operation::Create {
-            params,
-            idempotency_key,
-        } => {
-            let params = params.to_string();
-            Answer::Provisioned(
-                contract!()
-                    .call_create(&mut *store, config, &params, idempotency_key.as_deref())
-                    .await?,
-            )
-        }
-        Operation::Status { instance_id } => Answer::Status(
-            contract!()
-                .call_status(&mut *store, config, instance_id)
-                .await?,
-        ),
-        Operation::Destroy { instance_id } => Answer::Unit(
-            contract!()
-                .call_destroy(&mut *store, config, instance_id)
-                .await?,
-        ),
-        Operation::Credentials { instance_id } => Answer::Credential(
-            contract!()
-                .call_credentials(&mut *store, config, instance_id)
-                .await?,
-        ),
-        Operation::Pause { instance_id } | Operation::Resume { instance_id } => {
-            let indices = exports.lifecycle.as_ref().expect("checked before the call");
-            let lifecycle = indices.load(&mut *store, &instance)?;
-            Answer::Status(if matches!(operation, Operation::Pause { .. }) {
-                lifecycle
-                    .call_pause(&mut *store, config, instance_id)
-                    .await?
-            } else {
-                lifecycle
-                    .call_resume(&mut *store, config, instance_id)
-                    .await?
-            })
-        }
-        Operation::EstimateCosts { instance_id } => {
-            let indices = exports.costs.as_ref().expect("checked before the call");
-            Answer::Costs(
-                indices
-                    .load(&mut *store, &instance)?
-                    .call_estimate_costs(&mut *store, config, instance_id)
-                    .await?,
-            )
-        }
-        Operation::RotateCredentials { instance_id } => {
-            let indices = exports.rotation.as_ref().expect("checked before the call");
-            Answer::Credential(
-                indices
-                    .load(&mut *store, &instance)?
-                    .call_rotate_credentials(&mut *store, config, instance_id)
-                    .await?,
-            )
-        }
-    })
 }
 
 /// Check what the guest returned against the contract.
