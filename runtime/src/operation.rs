@@ -219,7 +219,9 @@ pub struct Receipt {
     /// Attempts made (more than one only with a retry policy).
     pub attempts: u32,
     /// What the idempotency layer did: `claimed` (first run of a key), `resumed` (took over
-    /// a key a crashed call left running), `replayed` (answered from the record, no guest).
+    /// a key a crashed or stalled call left running), `replayed` (answered from the record,
+    /// no guest), `fenced` (the guest ran, but another call took the key over before this
+    /// one could record: the answer is that call's record, or `RETRYABLE` if it has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<&'static str>,
     /// Secret values (in any encoding) the leak guard replaced in the guest's output, or

@@ -171,7 +171,8 @@ async fn a_late_create_does_not_overwrite_the_recorded_instance() {
         async move { adapter.invoke(&config, operation).await }
     });
 
-    // Once the claim is taken, another owner's outcome lands in the record.
+    // Once the claim is taken, another owner takes the key over (the next epoch) and its
+    // outcome lands in the record, as a node that outlived this one's lease would.
     let db = rusqlite::Connection::open(t.dir.path().join("airlock.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     let claimed = Instant::now();
@@ -197,8 +198,9 @@ async fn a_late_create_does_not_overwrite_the_recorded_instance() {
     });
     let changed = db
         .execute(
-            "UPDATE idempotency SET state = 'done', owner = NULL, lease_until = NULL,
-             instance_id = 'recorded-by-the-other-owner', result = ?1 WHERE key = 'late-key'",
+            "UPDATE idempotency SET state = 'done', epoch = epoch + 1, owner_node = NULL,
+             owner_call = NULL, lease_until = NULL, instance_id = 'recorded-by-the-other-owner',
+             result = ?1 WHERE key = 'late-key'",
             [recorded.to_string()],
         )
         .unwrap();
@@ -216,6 +218,7 @@ async fn a_late_create_does_not_overwrite_the_recorded_instance() {
         error.message
     );
     assert_eq!(invocation.receipt.error_code, Some(ErrorCode::Internal));
+    assert_eq!(invocation.receipt.idempotency, Some("fenced"));
     assert_eq!(cloud.resource_count(), 1, "the late guest did make one");
 
     // The recorded instance stands for the next caller, without a guest.

@@ -679,17 +679,17 @@ fn plant_expired(db: &rusqlite::Connection, n: usize) {
     let past = airlock_now_ms() - 60_000;
     for i in 0..n {
         db.execute(
-            "INSERT INTO adapter_state VALUES ('old', ?1, x'00', ?2, ?2)",
+            "INSERT INTO adapter_state VALUES ('default', 'old', ?1, x'00', ?2, ?2)",
             rusqlite::params![format!("s{i}"), past],
         )
         .unwrap();
         db.execute(
-            "INSERT INTO idempotency VALUES ('old', ?1, 'h', 'done', NULL, NULL, 'i', '{}', ?2, ?2)",
+            "INSERT INTO idempotency VALUES ('default', 'old', ?1, 'h', 'done', 1, NULL, NULL, NULL, 'i', '{}', ?2, ?2)",
             rusqlite::params![format!("k{i}"), past],
         )
         .unwrap();
         db.execute(
-            "INSERT INTO destroyed VALUES ('old', ?1, ?2, ?2)",
+            "INSERT INTO destroyed VALUES ('default', 'old', ?1, ?2, ?2)",
             rusqlite::params![format!("i{i}"), past],
         )
         .unwrap();
