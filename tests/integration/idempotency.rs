@@ -16,13 +16,13 @@ const AIRLOCK: &str = env!("CARGO_BIN_EXE_airlock");
 const TOKEN: &str = "idempotency-test-token-0123456789";
 
 /// `airlock fakecloud` in a process of its own; killed on drop.
-struct CloudProcess {
+pub struct CloudProcess {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl CloudProcess {
-    fn start(step_millis: u64) -> CloudProcess {
+    pub fn start(step_millis: u64) -> CloudProcess {
         let mut child = Command::new(AIRLOCK)
             .args([
                 "fakecloud",
@@ -72,20 +72,20 @@ impl CloudProcess {
         (status, serde_json::from_str(json).unwrap_or(Value::Null))
     }
 
-    fn databases(&self) -> Vec<Value> {
+    pub fn databases(&self) -> Vec<Value> {
         self.http("GET", "/v1/databases", None).1["databases"]
             .as_array()
             .cloned()
             .unwrap_or_default()
     }
 
-    fn requests(&self) -> u64 {
+    pub fn requests(&self) -> u64 {
         self.http("GET", "/_admin/stats", None).1["requests"]
             .as_u64()
             .unwrap()
     }
 
-    fn fault(&self, fault: Value) {
+    pub fn fault(&self, fault: Value) {
         assert_eq!(self.http("POST", "/_admin/faults", Some(&fault)).0, 200);
     }
 }
@@ -97,7 +97,7 @@ impl Drop for CloudProcess {
     }
 }
 
-fn policy_file(dir: &std::path::Path, cloud: &CloudProcess, deadline_ms: u64) -> String {
+pub fn policy_file(dir: &std::path::Path, cloud: &CloudProcess, deadline_ms: u64) -> String {
     let token = dir.join("token");
     std::fs::write(&token, TOKEN).unwrap();
     let policy = dir.join("policy.toml");
@@ -113,7 +113,12 @@ fn policy_file(dir: &std::path::Path, cloud: &CloudProcess, deadline_ms: u64) ->
     policy.display().to_string()
 }
 
-fn create_command(dir: &std::path::Path, cloud: &CloudProcess, policy: &str, key: &str) -> Command {
+pub fn create_command(
+    dir: &std::path::Path,
+    cloud: &CloudProcess,
+    policy: &str,
+    key: &str,
+) -> Command {
     let mut command = Command::new(AIRLOCK);
     command.arg("--data-dir").arg(dir).args([
         "invoke",
@@ -138,7 +143,10 @@ fn kill_during_create_then_rerun(crash_point: Option<&str>) {
     let cloud = CloudProcess::start(0);
     let policy = policy_file(dir.path(), &cloud, 1500);
     let mut first = create_command(dir.path(), &cloud, &policy, "crash-key");
-    first.stdout(Stdio::null()).stderr(Stdio::piped());
+    first
+        .env("AIRLOCK_CLAIM_LEASE", "30s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     match crash_point {
         Some(point) => {
             first.env("AIRLOCK_CRASH_POINT", point);
@@ -173,9 +181,24 @@ fn kill_during_create_then_rerun(crash_point: Option<&str>) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
+    // The rerun sees that the claim's process is gone (same node, its pid no longer runs)
+    // and takes the claim over at once: no wait for a 30-second lease.
+    let killed = Instant::now();
     let rerun = create_command(dir.path(), &cloud, &policy, "crash-key")
+        .env("AIRLOCK_CLAIM_LEASE", "30s")
+        .arg("--receipt")
         .output()
         .unwrap();
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the rerun took {took:?}: it waited for the lease instead of taking over a dead process's claim"
+    );
+    assert!(
+        String::from_utf8_lossy(&rerun.stderr).contains("\"idempotency\":\"resumed\""),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
     assert_eq!(
         rerun.status.code(),
         Some(0),
@@ -798,4 +821,69 @@ async fn expired_records_are_purged_every_512_creates() {
         512,
         "live records stay"
     );
+}
+
+/// A runtime on `dir`'s database as node `node`, with one instance slot and short leases.
+fn node_runtime(dir: &std::path::Path, node: &str, pool_size: u32) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        pool_size,
+        node_id: Some(node.to_owned()),
+        claim_lease: Duration::from_millis(600),
+        ..RuntimeConfig::with_data_dir(dir)
+    })
+    .expect("runtime")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_waiting_for_an_instance_longer_than_its_lease_is_kept_by_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProcess::start(0);
+    let policy = std::fs::read_to_string(policy_file(dir.path(), &cloud, 10_000)).unwrap();
+    let config = json!({ "endpoint": cloud.base });
+    // Node A has one instance slot; a create whose provider request is held 3 s takes it.
+    let node_a = node_runtime(dir.path(), "node-a", 1);
+    let on_a = load(&node_a, FAKECLOUD_ADAPTER, &policy).await;
+    cloud.fault(json!({ "delayMillis": 3000, "count": 1 }));
+    let before = cloud.requests();
+    let blocker = tokio::spawn({
+        let (adapter, config) = (on_a.clone(), config.clone());
+        async move {
+            adapter
+                .create(&config, &json!({ "name": "blocker" }), Some("blocker"))
+                .await
+        }
+    });
+    eventually(|| cloud.requests() > before, "the blocker reached fakecloud").await;
+    // A create of "waiting" claims its key, then waits for the slot for over 2 s: more than
+    // three of its 600 ms leases, which its heartbeat renews meanwhile.
+    let create = |name: &'static str| Operation::Create {
+        params: json!({ "name": name }),
+        idempotency_key: Some("waiting".into()),
+    };
+    let waiting = tokio::spawn({
+        let (adapter, config, op) = (on_a.clone(), config.clone(), create("waiting"));
+        async move { adapter.invoke(&config, op).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Node B (another node: it judges A's claim by its lease alone) asks for the same key.
+    // It must find the claim live and wait for its record, not take it over.
+    let node_b = node_runtime(dir.path(), "node-b", 4);
+    let on_b = load(&node_b, FAKECLOUD_ADAPTER, &policy).await;
+    let second = on_b.invoke(&config, create("waiting")).await;
+
+    let first = waiting.await.unwrap();
+    blocker.await.unwrap().expect("the blocker's create");
+    assert_eq!(first.receipt.idempotency, Some("claimed"));
+    assert_eq!(
+        second.receipt.idempotency,
+        Some("replayed"),
+        "node B waited for the heartbeating claim and got its record: {:?}",
+        second.result
+    );
+    let id = |invocation: &airlock::Invocation| match &invocation.result {
+        Ok(Output::Provisioned(result)) => result.instance_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(id(&first), id(&second));
+    assert_eq!(cloud.databases().len(), 2, "the blocker's and the waiting key's, once");
 }

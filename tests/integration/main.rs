@@ -15,5 +15,6 @@ mod hostile_sandbox;
 mod idempotency;
 mod loading;
 mod new;
+mod nodes;
 mod pool;
 mod storage;
