@@ -853,7 +853,11 @@ async fn a_claim_waiting_for_an_instance_longer_than_its_lease_is_kept_by_heartb
                 .await
         }
     });
-    eventually(|| cloud.requests() > before, "the blocker reached fakecloud").await;
+    eventually(
+        || cloud.requests() > before,
+        "the blocker reached fakecloud",
+    )
+    .await;
     // A create of "waiting" claims its key, then waits for the slot for over 2 s: more than
     // three of its 600 ms leases, which its heartbeat renews meanwhile.
     let create = |name: &'static str| Operation::Create {
@@ -885,5 +889,9 @@ async fn a_claim_waiting_for_an_instance_longer_than_its_lease_is_kept_by_heartb
         other => panic!("{other:?}"),
     };
     assert_eq!(id(&first), id(&second));
-    assert_eq!(cloud.databases().len(), 2, "the blocker's and the waiting key's, once");
+    assert_eq!(
+        cloud.databases().len(),
+        2,
+        "the blocker's and the waiting key's, once"
+    );
 }

@@ -104,7 +104,13 @@ fn sql(url: &str, query: &str) -> Vec<Vec<Option<String>>> {
 }
 
 /// What a node process is asked to do (in `AIRLOCK_TEST_NODE`, as JSON).
-fn node_spec(db: &TestDatabase, node: &str, cloud: &CloudProcess, policy: &str, calls: std::ops::Range<usize>) -> Value {
+fn node_spec(
+    db: &TestDatabase,
+    node: &str,
+    cloud: &CloudProcess,
+    policy: &str,
+    calls: std::ops::Range<usize>,
+) -> Value {
     json!({
         "database": db.url,
         "node": node,
@@ -179,7 +185,9 @@ fn node_process() {
                     "key": key, "instanceId": result.instance_id, "created": result.created,
                     "attempts": invocation.receipt.attempts,
                 }),
-                Ok(other) => json!({ "key": key, "error": format!("not a provision result: {other:?}") }),
+                Ok(other) => {
+                    json!({ "key": key, "error": format!("not a provision result: {other:?}") })
+                }
                 Err(error) => json!({ "key": key, "error": error.to_string() }),
             };
             println!("NODE-RESULT {line}");
@@ -200,7 +208,9 @@ fn node_results(child: Child) -> Vec<Value> {
 
 #[test]
 fn two_nodes_on_one_postgres_make_one_resource_per_key_under_injected_faults() {
-    let Some(db) = TestDatabase::create("two_nodes_on_one_postgres_make_one_resource_per_key_under_injected_faults") else {
+    let Some(db) = TestDatabase::create(
+        "two_nodes_on_one_postgres_make_one_resource_per_key_under_injected_faults",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -222,17 +232,30 @@ fn two_nodes_on_one_postgres_make_one_resource_per_key_under_injected_faults() {
         retried += usize::from(result["attempts"].as_u64().unwrap() > 1);
         let id = result["instanceId"].as_str().unwrap();
         let entry = by_key.entry(key.to_owned()).or_insert((id.to_owned(), 0));
-        assert_eq!(entry.0, id, "every caller of {key}, on either node, holds the same instance");
+        assert_eq!(
+            entry.0, id,
+            "every caller of {key}, on either node, holds the same instance"
+        );
         entry.1 += usize::from(result["created"] == true);
     }
     assert_eq!(by_key.len(), 50);
     for (key, (_, created)) in &by_key {
-        assert_eq!(*created, 1, "{key}: created = true exactly once across both nodes");
+        assert_eq!(
+            *created, 1,
+            "{key}: created = true exactly once across both nodes"
+        );
     }
     let databases = cloud.databases();
-    assert_eq!(databases.len(), 50, "exactly one resource per key at the provider");
+    assert_eq!(
+        databases.len(),
+        50,
+        "exactly one resource per key at the provider"
+    );
     for (key, (id, _)) in &by_key {
-        assert!(databases.iter().any(|d| d["id"] == id.as_str()), "{key} → {id}");
+        assert!(
+            databases.iter().any(|d| d["id"] == id.as_str()),
+            "{key} → {id}"
+        );
     }
     assert!(retried > 0, "the injected faults made some callers retry");
     // Both nodes wrote records: the claims carry their owners' node ids while running, and
@@ -277,7 +300,9 @@ fn wait_for_line(child: &mut Child, text: &str) -> BufReader<std::process::Child
 
 #[test]
 fn a_node_killed_while_it_holds_a_claim_is_finished_by_the_other_within_one_lease() {
-    let Some(db) = TestDatabase::create("a_node_killed_while_it_holds_a_claim_is_finished_by_the_other_within_one_lease") else {
+    let Some(db) = TestDatabase::create(
+        "a_node_killed_while_it_holds_a_claim_is_finished_by_the_other_within_one_lease",
+    ) else {
         return;
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -286,7 +311,15 @@ fn a_node_killed_while_it_holds_a_claim_is_finished_by_the_other_within_one_leas
     let lease = Duration::from_secs(2);
     warm_cache(dir_b.path());
 
-    let mut a = node_create(dir_a.path(), &db, "node-a", "2s", &cloud, &policy, "kill-key");
+    let mut a = node_create(
+        dir_a.path(),
+        &db,
+        "node-a",
+        "2s",
+        &cloud,
+        &policy,
+        "kill-key",
+    );
     a.env("AIRLOCK_CRASH_POINT", "after-claim")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -298,11 +331,24 @@ fn a_node_killed_while_it_holds_a_claim_is_finished_by_the_other_within_one_leas
 
     // Node B is another node: it cannot see node A's process, so only the lease frees the
     // key, at most one lease after A's last heartbeat (which was before the kill).
-    let b = node_create(dir_b.path(), &db, "node-b", "2s", &cloud, &policy, "kill-key")
-        .output()
-        .unwrap();
+    let b = node_create(
+        dir_b.path(),
+        &db,
+        "node-b",
+        "2s",
+        &cloud,
+        &policy,
+        "kill-key",
+    )
+    .output()
+    .unwrap();
     let took = killed.elapsed();
-    assert_eq!(b.status.code(), Some(0), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
     let result: Value = serde_json::from_slice(&b.stdout).unwrap();
     let receipt = receipt_of(&b.stderr);
     assert_eq!(receipt["idempotency"], "resumed", "{receipt}");
@@ -316,7 +362,10 @@ fn a_node_killed_while_it_holds_a_claim_is_finished_by_the_other_within_one_leas
     assert_eq!(databases.len(), 1, "{databases:?}");
     assert_eq!(result["instanceId"], databases[0]["id"]);
     let rows = db.query("SELECT epoch, state FROM idempotency WHERE key = 'kill-key'");
-    assert_eq!(rows, vec![vec![Some("2".to_owned()), Some("done".to_owned())]]);
+    assert_eq!(
+        rows,
+        vec![vec![Some("2".to_owned()), Some("done".to_owned())]]
+    );
 }
 
 /// The receipt `--receipt` printed on stderr (its last JSON line).
@@ -324,13 +373,19 @@ fn receipt_of(stderr: &[u8]) -> Value {
     String::from_utf8_lossy(stderr)
         .lines()
         .rev()
-        .find_map(|line| serde_json::from_str::<Value>(line).ok().filter(|v| v.is_object()))
+        .find_map(|line| {
+            serde_json::from_str::<Value>(line)
+                .ok()
+                .filter(|v| v.is_object())
+        })
         .expect("a receipt on stderr")
 }
 
 #[test]
 fn an_owner_stopped_past_its_lease_is_fenced_when_it_resumes() {
-    let Some(db) = TestDatabase::create("an_owner_stopped_past_its_lease_is_fenced_when_it_resumes") else {
+    let Some(db) =
+        TestDatabase::create("an_owner_stopped_past_its_lease_is_fenced_when_it_resumes")
+    else {
         return;
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -341,23 +396,47 @@ fn an_owner_stopped_past_its_lease_is_fenced_when_it_resumes() {
     // The first provider request (node A's) is held 3 s, so A is mid-create when stopped.
     cloud.fault(json!({ "delayMillis": 3000, "count": 1 }));
     let before = cloud.requests();
-    let a = node_create(dir_a.path(), &db, "node-a", "1s", &cloud, &policy, "stop-key")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let a = node_create(
+        dir_a.path(),
+        &db,
+        "node-a",
+        "1s",
+        &cloud,
+        &policy,
+        "stop-key",
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let waiting = Instant::now();
     while cloud.requests() == before {
-        assert!(waiting.elapsed() < Duration::from_secs(20), "node A never reached fakecloud");
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "node A never reached fakecloud"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     signal(&a, "STOP");
 
     // Node B waits out A's lease, takes the key over and finishes it.
-    let b = node_create(dir_b.path(), &db, "node-b", "1s", &cloud, &policy, "stop-key")
-        .output()
-        .unwrap();
-    assert_eq!(b.status.code(), Some(0), "{}", String::from_utf8_lossy(&b.stderr));
+    let b = node_create(
+        dir_b.path(),
+        &db,
+        "node-b",
+        "1s",
+        &cloud,
+        &policy,
+        "stop-key",
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
     assert_eq!(receipt_of(&b.stderr)["idempotency"], "resumed");
     let b_result: Value = serde_json::from_slice(&b.stdout).unwrap();
     let recorded_by_b = db.query("SELECT epoch, result FROM idempotency WHERE key = 'stop-key'");
@@ -366,7 +445,12 @@ fn an_owner_stopped_past_its_lease_is_fenced_when_it_resumes() {
     // gets the record B wrote (the same instance: the provider deduplicated the token).
     signal(&a, "CONT");
     let a = a.wait_with_output().unwrap();
-    assert_eq!(a.status.code(), Some(0), "{}", String::from_utf8_lossy(&a.stderr));
+    assert_eq!(
+        a.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
     let a_receipt = receipt_of(&a.stderr);
     assert_eq!(a_receipt["idempotency"], "fenced", "{a_receipt}");
     let a_result: Value = serde_json::from_slice(&a.stdout).unwrap();
@@ -374,7 +458,10 @@ fn an_owner_stopped_past_its_lease_is_fenced_when_it_resumes() {
     assert_eq!(a_result["created"], false);
 
     let rows = db.query("SELECT epoch, result FROM idempotency WHERE key = 'stop-key'");
-    assert_eq!(rows, recorded_by_b, "the record keeps the new owner's outcome");
+    assert_eq!(
+        rows, recorded_by_b,
+        "the record keeps the new owner's outcome"
+    );
     assert_eq!(rows[0][0].as_deref(), Some("2"));
     let databases = cloud.databases();
     assert_eq!(databases.len(), 1, "{databases:?}");

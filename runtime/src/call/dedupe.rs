@@ -49,15 +49,34 @@ pub(super) enum Dedupe {
     Answered(Invocation),
 }
 
-/// A won claim and the heartbeat that renews it. Dropping it stops the heartbeat.
+/// A won claim and the heartbeat that renews it. Dropping it stops the heartbeat; a claim
+/// dropped before the record stage settled it (the caller dropped the call's future) is
+/// released, so the next caller of the key runs at once instead of waiting out the lease.
 pub(super) struct HeldClaim {
     pub(super) lease: Lease,
     heartbeat: tokio::task::JoinHandle<()>,
+    storage: Arc<dyn Storage>,
+    settled: bool,
+}
+
+impl HeldClaim {
+    /// The record stage recorded or released the claim.
+    pub(super) fn settle(&mut self) {
+        self.settled = true;
+    }
 }
 
 impl Drop for HeldClaim {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        if !self.settled {
+            let (storage, lease) = (self.storage.clone(), self.lease.clone());
+            tokio::spawn(async move {
+                if let Err(error) = storage.release(&lease).await {
+                    tracing::warn!(target: "airlock::idempotency", %error, "could not release a cancelled create's claim");
+                }
+            });
+        }
     }
 }
 
@@ -252,7 +271,12 @@ async fn claim(
     }
     super::crash_point("after-claim");
     let heartbeat = tokio::spawn(heartbeat(storage.clone(), lease.clone()));
-    Ok(HeldClaim { lease, heartbeat })
+    Ok(HeldClaim {
+        lease,
+        heartbeat,
+        storage: storage.clone(),
+        settled: false,
+    })
 }
 
 /// Renew `lease` every third of its length until aborted or lost.

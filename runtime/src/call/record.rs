@@ -19,7 +19,10 @@ pub(super) async fn record(
     mut invocation: Invocation,
 ) -> Invocation {
     let storage = &adapter.runtime.inner.storage;
-    if let Some(claim) = claim {
+    if let Some(mut claim) = claim {
+        // Whatever happens below, this stage settles the claim: a drop from here on (the
+        // caller gave up mid-write) must not release a recorded key.
+        claim.settle();
         let lease = &claim.lease;
         invocation.receipt.idempotency = Some(if lease.resumed { "resumed" } else { "claimed" });
         let created = match &invocation.result {
