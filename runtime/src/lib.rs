@@ -61,4 +61,4 @@ pub use error::Error;
 pub use operation::{Invocation, OPERATION_NAMES, Operation, Output, Receipt};
 pub use policy::{AllowConfig, HttpConfig, Limits, Policy, PolicyError, SecretConfig};
 pub use retry::RetryPolicy;
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{Runtime, RuntimeConfig, name_from_stem};
