@@ -24,13 +24,16 @@
 //!
 //! For the receipt of a call (fuel, memory, wall time, which limit fired) and the guest's
 //! logs, use [`Adapter::invoke`], which returns an [`Invocation`].
+//!
+//! This crate is the runtime alone. The `airlock` command and the conformance checker
+//! (`airlock_cli::conformance`) are the `airlock-cli` crate, so that an embedder compiles
+//! none of their dependencies (clap, tracing-subscriber, fakecloud) and builds no adapter.
 
 mod adapter;
 mod bindings;
 mod breaker;
 mod cache;
 mod capabilities;
-pub mod conformance;
 mod contract;
 mod database;
 mod datadir;
