@@ -24,6 +24,10 @@
 //!
 //! For the receipt of a call (fuel, memory, wall time, which limit fired) and the guest's
 //! logs, use [`Adapter::invoke`], which returns an [`Invocation`].
+//!
+//! This crate is the runtime alone. The `airlock` command and the conformance checker
+//! (`airlock_cli::conformance`) are the `airlock-cli` crate, so that an embedder compiles
+//! none of their dependencies (clap, tracing-subscriber, fakecloud) and builds no adapter.
 
 mod adapter;
 mod bindings;
@@ -31,7 +35,6 @@ mod breaker;
 mod cache;
 mod call;
 mod capabilities;
-pub mod conformance;
 mod contract;
 mod datadir;
 mod engine;
@@ -60,5 +63,5 @@ pub use error::Error;
 pub use operation::{Invocation, OPERATION_NAMES, Operation, Output, Receipt};
 pub use policy::{AllowConfig, HttpConfig, Limits, Policy, PolicyError, SecretConfig};
 pub use retry::RetryPolicy;
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{Runtime, RuntimeConfig, name_from_stem};
 pub use storage::DatabaseUrl;

@@ -485,8 +485,17 @@ fn namespace_taken(
     }
 }
 
-/// A file stem made into a valid adapter name (`Example_Adapter` → `example_adapter`).
-pub(crate) fn name_from_stem(stem: &str) -> String {
+/// The adapter name [`Runtime::load_file`] gives a component whose policy sets no `name`:
+/// its file stem made into a valid adapter name. ASCII letters are lowercased, any other
+/// character but digits, `-` and `_` becomes `-`, the name is cut at 64 characters and
+/// loses leading `-` and `_`; `adapter` if nothing is left. For a caller of
+/// [`Runtime::load_bytes`] who wants the name the same bytes would get from a file.
+///
+/// ```
+/// assert_eq!(airlock::name_from_stem("Example_Adapter"), "example_adapter");
+/// assert_eq!(airlock::name_from_stem("my adapter"), "my-adapter");
+/// ```
+pub fn name_from_stem(stem: &str) -> String {
     let name: String = stem
         .chars()
         .map(|c| {

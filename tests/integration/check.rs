@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use airlock::Policy;
-use airlock::conformance::{self, CheckOptions, Outcome, ProviderChoice, RULES, Report};
+use airlock_cli::conformance::{self, CheckOptions, Outcome, ProviderChoice, RULES, Report};
 use serde_json::{Value, json};
 
 use crate::common::*;

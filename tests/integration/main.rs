@@ -1,4 +1,4 @@
-//! Airlock's integration tests: real components built from adapters/ by runtime/build.rs,
+//! Airlock's integration tests: real components built from adapters/ by cli/build.rs,
 //! run in the real runtime, with a real database file in a temporary directory.
 
 #![allow(unreachable_pub, missing_docs)]

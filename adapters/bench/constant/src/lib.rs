@@ -1,6 +1,6 @@
 //! Benchmark adapter: every operation answers a constant without touching a capability,
 //! so a call to it costs what the runtime costs (instance, limits, policy, receipt, JSON
-//! mapping) and almost nothing else. `cargo bench -p airlock --bench compare` times its
+//! mapping) and almost nothing else. `cargo bench -p airlock-cli --bench compare` times its
 //! `status` against the bare wasmtime floor.
 
 use airlock_sdk::{

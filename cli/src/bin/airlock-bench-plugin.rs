@@ -1,7 +1,7 @@
 //! A native plugin run as one process per call, the way Terraform-style plugin systems run
 //! providers: the baseline of the "process per call" rows of
-//! `cargo bench -p airlock --bench compare`. It reads one request from stdin, does the same
-//! work as the benchmark adapters' `status` (`runtime/benches/compare/native.rs`), writes
+//! `cargo bench -p airlock-cli --bench compare`. It reads one request from stdin, does the
+//! same work as the benchmark adapters' `status` (`cli/benches/compare/native.rs`), writes
 //! one answer to stdout and exits. Not part of Airlock's interface.
 //!
 //! Request: `{"adapter": "constant"|"example", "config": "<json text>", "instanceId": "…",

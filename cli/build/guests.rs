@@ -1,6 +1,6 @@
-// Shared by runtime/build.rs and tests/build.rs (included with `#[path]`): compiles guest
-// crates of the adapters/ workspace to wasm components, the way wasmtime's test-programs
-// do, so that a plain `cargo build` or `cargo test` builds everything it needs.
+// Included by cli/build.rs with `#[path]`: compiles guest crates of the adapters/ workspace
+// to wasm components, the way wasmtime's test-programs do, so that a plain `cargo build` or
+// `cargo test` builds everything it needs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! What a sandboxed call costs, beside what it would cost without Airlock, in one run:
 //!
 //! ```sh
-//! cargo bench -p airlock --bench compare
+//! cargo bench -p airlock-cli --bench compare
 //! ```
 //!
 //! Rows (each a median and p99 over many calls, after warm-up):
@@ -78,7 +78,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let machine = machine();
-    println!("# Airlock per-call cost: `cargo bench -p airlock --bench compare`\n");
+    println!("# Airlock per-call cost: `cargo bench -p airlock-cli --bench compare`\n");
     println!("{machine}\n");
 
     let mut report = Report::default();

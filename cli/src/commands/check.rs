@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use airlock::conformance::{self, CheckEvent, CheckOptions, Outcome, ProviderChoice, Report};
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::invoke::json_argument;
+use crate::conformance::{self, CheckEvent, CheckOptions, Outcome, ProviderChoice, Report};
 
 /// Exit status when a rule failed, or with `--strict` was not judged.
 const EXIT_FAILED: u8 = 1;

@@ -5,8 +5,8 @@
 //! `cargo build --target wasm32-wasip2` and `cargo component build`.
 //!
 //! Everything it writes is embedded in the binary at build time: the templates under
-//! `runtime/template/` (`.tmpl` files have placeholders), the SDK's files and the WIT
-//! (listed by `runtime/build/vendor.rs`), and the guest workspace's `Cargo.lock`, so the new
+//! `cli/template/` (`.tmpl` files have placeholders), the SDK's files and the WIT
+//! (listed by `cli/build/vendor.rs`), and the guest workspace's `Cargo.lock`, so the new
 //! crate resolves to the dependency versions this repository builds and tests with.
 
 use std::borrow::Cow;
@@ -274,7 +274,7 @@ fn vendored_bindings(source: &str) -> Result<String, String> {
     let (from, to) = WIT_PATH;
     if !source.contains(from) {
         return Err(format!(
-            "the SDK's src/bindings.rs no longer reads the WIT with `{from}`; update WIT_PATH in runtime/src/cli/new.rs"
+            "the SDK's src/bindings.rs no longer reads the WIT with `{from}`; update WIT_PATH in cli/src/commands/new.rs"
         ));
     }
     Ok(source.replace(from, to))

@@ -5,12 +5,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use airlock::intercept::{
+    Exchange, HttpInterceptor, InjectedFailure, InterceptedRequest, Interception, ProviderResponse,
+};
 use url::Url;
 
 use super::recording::{Body, Event, RecordedExchange, Recording};
-use crate::intercept::{
-    Exchange, HttpInterceptor, InjectedFailure, InterceptedRequest, Interception, ProviderResponse,
-};
 
 /// A provider failure the checker injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,5 @@
 //! `airlock`: run, inspect and demonstrate sandboxed provisioning adapters.
 
-mod cli;
-
 fn main() -> std::process::ExitCode {
-    cli::main()
+    airlock_cli::main()
 }

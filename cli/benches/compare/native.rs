@@ -1,8 +1,8 @@
 //! The benchmark adapters' logic as plain Rust, for the "native" and "process per call"
-//! rows of `cargo bench -p airlock --bench compare`: the same steps the components take
+//! rows of `cargo bench -p airlock-cli --bench compare`: the same steps the components take
 //! (parse the config document, read the instance record from state, decode it, work out
 //! the status), without a sandbox. Shared by the bench and by the
-//! `airlock-bench-plugin` binary (`runtime/src/bin/airlock-bench-plugin.rs`).
+//! `airlock-bench-plugin` binary (`cli/src/bin/airlock-bench-plugin.rs`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

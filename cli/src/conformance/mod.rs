@@ -6,12 +6,12 @@
 //! contract itself, deterministically and with no cloud: requests the policy allows go to a
 //! stand-in provider (the built-in fakecloud, or `--provider URL`), faults are injected
 //! through the `http` capability without changing the adapter, and the host's own
-//! idempotency records are set aside ([`crate::Runtime::forget_records`]) where a rule is
+//! idempotency records are set aside ([`airlock::Runtime::forget_records`]) where a rule is
 //! about the adapter's own idempotency. See [`RULES`] for the rules.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), airlock::Error> {
-//! use airlock::conformance::{self, CheckOptions};
+//! use airlock_cli::conformance::{self, CheckOptions};
 //! let wasm = std::fs::read("example_adapter.wasm").unwrap();
 //! let options = CheckOptions::new(serde_json::json!({ "region": "eu-west-1", "stepMillis": 0 }));
 //! let report = conformance::check(&wasm, "example_adapter.wasm", airlock::Policy::default(), options, &mut |_| {}).await?;
@@ -27,15 +27,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock::{Error, Policy, SecretSource, SecretValue};
 use serde::Serialize;
 use serde_json::{Value, json};
 use url::Url;
 
 pub use provider::Fault;
 pub use rules::{RULES, Rule};
-
-use crate::error::Error;
-use crate::policy::Policy;
 
 /// Where the checker's provider is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,12 +185,12 @@ pub async fn check(
 #[derive(Debug)]
 struct CheckSecrets(Arc<str>);
 
-impl crate::SecretSource for CheckSecrets {
+impl SecretSource for CheckSecrets {
     fn scheme(&self) -> &'static str {
         "airlock-check"
     }
 
-    fn fetch(&self, _locator: &str) -> Result<crate::SecretValue, String> {
-        Ok(crate::SecretValue::new(self.0.to_string()))
+    fn fetch(&self, _locator: &str) -> Result<SecretValue, String> {
+        Ok(SecretValue::new(self.0.to_string()))
     }
 }

@@ -14,11 +14,10 @@
 
 use std::path::Path;
 
+use airlock::intercept::{Exchange, InterceptedRequest, ProviderResponse};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
-
-use crate::intercept::{Exchange, InterceptedRequest, ProviderResponse};
 
 const FORMAT: &str = "airlock-check-recording";
 const VERSION: u32 = 1;

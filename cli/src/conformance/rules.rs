@@ -3,18 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use airlock::{
+    Adapter, AdapterError, Credential, Error, ErrorCode, ErrorOrigin, Invocation, Operation,
+    Output, Policy, ProvisionResult, Runtime, RuntimeConfig, Status, StatusDetail,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::provider::{Fault, SeenRequest, StandIn};
 use super::recording::Recording;
 use super::{CheckEvent, CheckOptions, CheckSecrets, Outcome, ProviderChoice, Report, RuleResult};
-use crate::error::Error;
-use crate::policy::Policy;
-use crate::{
-    Adapter, AdapterError, Credential, ErrorCode, ErrorOrigin, Invocation, Operation, Output,
-    ProvisionResult, Runtime, RuntimeConfig, Status, StatusDetail,
-};
 
 /// A rule: its id and what it asks.
 pub type Rule = (&'static str, &'static str);
@@ -325,7 +323,8 @@ impl<'a> Checker<'a> {
         };
         // Judged on the policy as the operator wrote it, whether or not the adapter loads.
         let reveal = judge_reveal(&policy);
-        let mut sources = crate::capabilities::secrets::source::default_sources();
+        // The sources every runtime starts with (`env:`, `file:`), and the check's own below.
+        let mut sources = RuntimeConfig::default().secret_sources;
         if !matches!(options.provider, ProviderChoice::External(_)) {
             // The built-in provider (and a replay of it) accepts one token: every secret
             // the policy grants resolves to it.
@@ -351,7 +350,7 @@ impl<'a> Checker<'a> {
             .unwrap_or_default();
         let loaded = runtime
             .load_bytes(
-                &crate::runtime::name_from_stem(&stem),
+                &airlock::name_from_stem(&stem),
                 wasm.to_vec(),
                 policy,
                 origin,
@@ -1793,7 +1792,7 @@ fn judge_fault(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Progress;
+    use airlock::Progress;
 
     fn detail(status: Status, current: u64, total: u64) -> StatusDetail {
         StatusDetail {

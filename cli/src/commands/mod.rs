@@ -56,7 +56,10 @@ enum Command {
     New(new::NewArgs),
 }
 
-pub(crate) fn main() -> ExitCode {
+/// The whole `airlock` binary: parse the command line, run the command and return its
+/// exit status (0 success, 10-15 the adapter's error code, 2 usage, 3 load, 1 a broken
+/// `airlock check` rule; docs/cli.md has the table).
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
