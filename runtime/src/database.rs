@@ -154,7 +154,7 @@ impl Database {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub(crate) fn open(path: &Path) -> Result<Database, Error> {
         let fail = |message: String| Error::Database {
-            path: path.to_owned(),
+            database: path.display().to_string(),
             message,
         };
         // The directory 0700 and the file 0600 before SQLite opens it: SQLite creates its

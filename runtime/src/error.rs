@@ -39,11 +39,11 @@ pub enum Error {
         /// Which export is missing or mistyped, or which import cannot be granted.
         message: String,
     },
-    /// The embedded database failed.
-    #[error("state database {path}: {message}")]
+    /// The state database failed.
+    #[error("state database {database}: {message}")]
     Database {
-        /// The database file.
-        path: PathBuf,
+        /// The database: its file, or its URL without a password.
+        database: String,
         /// What failed.
         message: String,
     },

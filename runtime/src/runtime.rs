@@ -165,7 +165,7 @@ impl Runtime {
     pub async fn purge_expired(&self) -> Result<usize, Error> {
         let db = self.inner.db.clone();
         let fail = |message: String| Error::Database {
-            path: self.inner.db.path().to_owned(),
+            database: self.inner.db.path().display().to_string(),
             message,
         };
         tokio::task::spawn_blocking(move || db.purge_all_expired())
@@ -187,7 +187,7 @@ impl Runtime {
             .forget_records(adapter.to_owned())
             .await
             .map_err(|message| Error::Database {
-                path: self.inner.db.path().to_owned(),
+                database: self.inner.db.path().display().to_string(),
                 message,
             })
     }
@@ -199,7 +199,7 @@ impl Runtime {
             .idempotency_rows()
             .await
             .map_err(|message| Error::Database {
-                path: self.inner.db.path().to_owned(),
+                database: self.inner.db.path().display().to_string(),
                 message,
             })
     }
@@ -321,7 +321,7 @@ impl Runtime {
             .db
             .bind_namespace(&name, path, &digest, named_by_policy)
             .map_err(|message| Error::Database {
-                path: inner.db.path().to_owned(),
+                database: inner.db.path().display().to_string(),
                 message,
             })?;
         if let Err(owner) = verdict {

@@ -107,7 +107,10 @@ mod tests {
         let me = Owner::this_call("n");
         assert!(me.started > 0, "this test needs /proc");
         assert!(!me.is_dead(&Owner::this_call("n")));
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let other = Owner {
             pid: child.id(),
             started: start_time_of(child.id()).unwrap(),
