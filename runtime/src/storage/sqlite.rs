@@ -503,14 +503,17 @@ impl Storage for SqliteStorage {
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let now = now_ms();
-                let exists = tx
+                // Overwriting a live key adds none; an expired one written again is a new
+                // key and counts against the quota.
+                let live = tx
                     .prepare_cached(
-                        "SELECT 1 FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
+                        "SELECT 1 FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3
+                         AND (expires_at IS NULL OR expires_at > ?4)",
                     )?
-                    .query_row(params![scope.tenant, scope.adapter, key], |_| Ok(()))
+                    .query_row(params![scope.tenant, scope.adapter, key, now], |_| Ok(()))
                     .optional()?
                     .is_some();
-                if !exists && count_live(&tx, &scope, now)? >= max_keys {
+                if !live && count_live(&tx, &scope, now)? >= max_keys {
                     return Ok(false);
                 }
                 tx.prepare_cached(
@@ -570,7 +573,8 @@ impl Storage for SqliteStorage {
         let (scope, key) = (scope.clone(), key.to_owned());
         self.db
             .run(move |conn| {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let removed = tx.execute(
                     "DELETE FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3
                      AND (expires_at IS NULL OR expires_at > ?4)",
@@ -662,7 +666,8 @@ impl Storage for SqliteStorage {
         instance_id: &str,
         result: &str,
     ) -> StorageResult<Completion> {
-        let (lease, instance_id, result) = (lease.clone(), instance_id.to_owned(), result.to_owned());
+        let (lease, instance_id, result) =
+            (lease.clone(), instance_id.to_owned(), result.to_owned());
         self.db
             .run(move |conn| {
                 let now = now_ms();
@@ -748,7 +753,10 @@ impl Storage for SqliteStorage {
                     "SELECT 1 FROM destroyed WHERE tenant = ?1 AND adapter = ?2
                      AND instance_id = ?3 AND expires_at > ?4",
                 )?
-                .query_row(params![scope.tenant, scope.adapter, instance_id, now_ms()], |_| Ok(()))
+                .query_row(
+                    params![scope.tenant, scope.adapter, instance_id, now_ms()],
+                    |_| Ok(()),
+                )
                 .optional()
                 .map(|found| found.is_some())
             })
@@ -805,8 +813,10 @@ impl Storage for SqliteStorage {
     async fn idempotency_rows(&self) -> StorageResult<u64> {
         self.db
             .run(|conn| {
-                conn.query_row("SELECT COUNT(*) FROM idempotency", [], |r| r.get::<_, i64>(0))
-                    .map(|n| n as u64)
+                conn.query_row("SELECT COUNT(*) FROM idempotency", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
             })
             .await
     }
@@ -871,7 +881,10 @@ mod tests {
                 ))
             })
             .unwrap();
-        assert_eq!((state.as_slice(), key.as_str(), namespace.as_str()), (&b"v1"[..], "i-1", "aaa"));
+        assert_eq!(
+            (state.as_slice(), key.as_str(), namespace.as_str()),
+            (&b"v1"[..], "i-1", "aaa")
+        );
     }
 
     #[test]
