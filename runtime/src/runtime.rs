@@ -169,7 +169,9 @@ impl Runtime {
             Some(DatabaseUrl::Sqlite(path)) => Arc::new(
                 crate::storage::sqlite::SqliteStorage::new(SqliteDb::open(path)?),
             ),
-            Some(DatabaseUrl::Postgres(url)) => crate::storage::postgres::open_blocking(url)?,
+            Some(DatabaseUrl::Postgres(url)) => Arc::new(
+                crate::storage::postgres::PostgresStorage::connect_blocking(url)?,
+            ),
         };
         // Expired state and records are removed at start-up, in bounded batches, off the
         // call path (when there is a tokio runtime to do it on; else at the 512th create).

@@ -1,6 +1,6 @@
 //! `airlock inspect ADAPTER.wasm`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -17,12 +17,12 @@ pub(crate) struct InspectArgs {
     json: bool,
 }
 
-pub(crate) async fn run(data_dir: &Path, args: InspectArgs) -> ExitCode {
+pub(crate) async fn run(config: &airlock::RuntimeConfig, args: InspectArgs) -> ExitCode {
     let policy = match super::policy(args.policy.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match super::runtime(data_dir) {
+    let runtime = match super::runtime(config) {
         Ok(r) => r,
         Err(code) => return code,
     };

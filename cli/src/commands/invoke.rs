@@ -1,6 +1,6 @@
 //! `airlock invoke ADAPTER.wasm OPERATION …`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use airlock::{OPERATION_NAMES, Operation};
@@ -57,7 +57,7 @@ pub(crate) fn json_argument(name: &str, text: &str) -> Result<Value, String> {
     serde_json::from_str(&body).map_err(|e| format!("--{name} ({source}) is not valid JSON: {e}"))
 }
 
-pub(crate) async fn run(data_dir: &Path, args: InvokeArgs) -> ExitCode {
+pub(crate) async fn run(runtime_config: &airlock::RuntimeConfig, args: InvokeArgs) -> ExitCode {
     let usage = |message: String| {
         eprintln!("error: {message}");
         ExitCode::from(2)
@@ -84,7 +84,7 @@ pub(crate) async fn run(data_dir: &Path, args: InvokeArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match super::runtime(data_dir) {
+    let runtime = match super::runtime(runtime_config) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -14,7 +14,7 @@ mod soak;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airlock::{Policy, Runtime, RuntimeConfig};
+use airlock::{DatabaseUrl, Policy, Runtime, RuntimeConfig};
 use clap::{Parser, Subcommand};
 
 /// Exit status when a component or policy cannot be loaded, or the runtime cannot start.
@@ -31,6 +31,29 @@ struct Cli {
     /// $XDG_DATA_HOME/airlock, else ~/.local/share/airlock; never the working directory].
     #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where state, idempotency claims and records live: `sqlite:PATH`, or
+    /// `postgres://USER@HOST/DATABASE` to share them between several Airlock nodes
+    /// [default: sqlite:DATA_DIR/airlock.db]. Compiled components stay in the data directory.
+    #[arg(long, global = true, env = "AIRLOCK_DATABASE_URL", value_parser = DatabaseUrl::parse, hide_env_values = true)]
+    database: Option<DatabaseUrl>,
+    /// This node's name in claims [default: the host name and boot id]. Give every machine
+    /// (or container with its own process ids) its own.
+    #[arg(long, global = true, env = "AIRLOCK_NODE_ID")]
+    node_id: Option<String>,
+    /// How long a create's claim on its key lives without a heartbeat (renewed every third
+    /// of it): a node that stops loses its keys this long after its last heartbeat.
+    #[arg(long, global = true, env = "AIRLOCK_CLAIM_LEASE", default_value = "6s", value_parser = humantime::parse_duration)]
+    claim_lease: std::time::Duration,
+    /// Mixed into every client token, so installations sharing a provider account never
+    /// receive each other's resources for the same key. Set it once: changing it changes
+    /// every token.
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_CLIENT_TOKEN_SALT",
+        hide_env_values = true
+    )]
+    client_token_salt: Option<String>,
     /// Host log filter (tracing syntax), e.g. `info` or `airlock::guest=debug`.
     #[arg(long, global = true, default_value = "warn", env = "AIRLOCK_LOG")]
     log: String,
@@ -82,13 +105,20 @@ pub fn main() -> ExitCode {
         .data_dir
         .or_else(RuntimeConfig::default_data_dir)
         .unwrap_or_default();
+    let config = RuntimeConfig {
+        database: cli.database,
+        node_id: cli.node_id,
+        claim_lease: cli.claim_lease,
+        client_token_salt: cli.client_token_salt,
+        ..RuntimeConfig::with_data_dir(&data_dir)
+    };
     tokio.block_on(async move {
         match cli.command {
-            Command::Invoke(args) => invoke::run(&data_dir, args).await,
-            Command::Inspect(args) => inspect::run(&data_dir, args).await,
+            Command::Invoke(args) => invoke::run(&config, args).await,
+            Command::Inspect(args) => inspect::run(&config, args).await,
             Command::Check(args) => check::run(args).await,
             Command::Demo(args) => demo::run(args).await,
-            Command::Soak(args) => soak::run(&data_dir, args).await,
+            Command::Soak(args) => soak::run(&config, args).await,
             Command::New(args) => new::run(args),
             Command::Fakecloud(args) => match fakecloud::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -104,8 +134,9 @@ pub(crate) fn fail(message: &str) -> ExitCode {
     ExitCode::from(EXIT_LOAD)
 }
 
-pub(crate) fn runtime(data_dir: &std::path::Path) -> Result<Runtime, ExitCode> {
-    Runtime::new(RuntimeConfig::with_data_dir(data_dir)).map_err(|e| fail(&e.to_string()))
+/// The runtime the global options describe.
+pub(crate) fn runtime(config: &RuntimeConfig) -> Result<Runtime, ExitCode> {
+    Runtime::new(config.clone()).map_err(|e| fail(&e.to_string()))
 }
 
 pub(crate) fn policy(path: Option<&std::path::Path>) -> Result<Policy, ExitCode> {

@@ -27,8 +27,15 @@ pub(crate) fn receipt_line(receipt: &Receipt) -> String {
         mib(receipt.memory_peak_bytes),
         mib(receipt.memory_limit_bytes),
     );
-    if receipt.idempotency == Some("replayed") {
-        line.push_str(" · answered from the idempotency record, no instance");
+    match receipt.idempotency {
+        Some("replayed") => line.push_str(" · answered from the idempotency record, no instance"),
+        Some("resumed") => {
+            line.push_str(" · took over the key from a call that crashed or stalled")
+        }
+        Some("fenced") => line.push_str(
+            " · another call took the key over before this one recorded; its record is the answer",
+        ),
+        _ => {}
     }
     if receipt.http_requests > 0 {
         line.push_str(&format!(" · http requests {}", receipt.http_requests));

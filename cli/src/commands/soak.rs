@@ -64,14 +64,14 @@ async fn load(runtime: &airlock::Runtime, path: &Path, policy: &str) -> Result<A
         .map_err(|e| super::fail(&e.to_string()))
 }
 
-pub(crate) async fn run(data_dir: &Path, args: SoakArgs) -> ExitCode {
-    match soak(data_dir, args).await {
+pub(crate) async fn run(config: &airlock::RuntimeConfig, args: SoakArgs) -> ExitCode {
+    match soak(config, args).await {
         Ok(code) | Err(code) => code,
     }
 }
 
-async fn soak(data_dir: &Path, args: SoakArgs) -> Result<ExitCode, ExitCode> {
-    let runtime = super::runtime(data_dir)?;
+async fn soak(config: &airlock::RuntimeConfig, args: SoakArgs) -> Result<ExitCode, ExitCode> {
+    let runtime = super::runtime(config)?;
     let honest = load(&runtime, &args.honest, "").await?;
     let hostile_policy = "[limits]\nfuel = 50000000\nmemory_mib = 16\ndeadline_ms = 1000\n";
     let mut hostile = Vec::new();

@@ -504,14 +504,17 @@ impl Storage for SqliteStorage {
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let now = now_ms();
-                let exists = tx
+                // Overwriting a live key adds none; an expired one written again is a new
+                // key and counts against the quota.
+                let live = tx
                     .prepare_cached(
-                        "SELECT 1 FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
+                        "SELECT 1 FROM adapter_state WHERE tenant = ?1 AND namespace = ?2 AND key = ?3
+                         AND (expires_at IS NULL OR expires_at > ?4)",
                     )?
-                    .query_row(params![scope.tenant, scope.adapter, key], |_| Ok(()))
+                    .query_row(params![scope.tenant, scope.adapter, key, now], |_| Ok(()))
                     .optional()?
                     .is_some();
-                if !exists && count_live(&tx, &scope, now)? >= max_keys {
+                if !live && count_live(&tx, &scope, now)? >= max_keys {
                     return Ok(false);
                 }
                 tx.prepare_cached(

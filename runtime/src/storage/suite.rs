@@ -47,6 +47,116 @@ pub(crate) async fn run(one: &dyn Storage, two: &dyn Storage, age: Age<'_>) {
     claims(one, two, &tenant("claims"), age).await;
     destroy_records(one, two, &tenant("destroyed"), age).await;
     purge(one, &tenant("purge"), age).await;
+    races(one, two, &tenant("races")).await;
+}
+
+/// Drive `futures` at once (interleaved on this task) and collect their outputs in order.
+async fn all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// Two nodes racing: one claim wins a key, and a quota holds however the writes interleave.
+async fn races(one: &dyn Storage, two: &dyn Storage, tenant: &str) {
+    let scope = Scope::new(tenant, "a");
+    let node = |i: usize| if i.is_multiple_of(2) { one } else { two };
+    let owners: Vec<Owner> = (0..16)
+        .map(|i| Owner::this_call(&format!("node-{}", i % 2)))
+        .collect();
+    let claims = all(owners
+        .iter()
+        .enumerate()
+        .map(|(i, owner)| {
+            let request = request(&scope, "contested", owner);
+            Box::pin(async move { node(i).claim(&request).await.unwrap() }) as Pin<Box<_>>
+        })
+        .collect())
+    .await;
+    let winners = claims.iter().filter(|c| matches!(c, Claim::Won(_))).count();
+    let busy = claims
+        .iter()
+        .filter(|c| matches!(c, Claim::Busy { epoch: 1, .. }))
+        .count();
+    assert_eq!((winners, busy), (1, 15), "{claims:?}");
+    // All of them seeing the holder dead at once: one takes it over, the rest find the
+    // claim moved on to the next epoch.
+    let takers = all(owners
+        .iter()
+        .enumerate()
+        .map(|(i, owner)| {
+            let request = ClaimRequest {
+                take_over: Some(1),
+                ..request(&scope, "contested", owner)
+            };
+            Box::pin(async move { node(i).claim(&request).await.unwrap() }) as Pin<Box<_>>
+        })
+        .collect())
+    .await;
+    let resumed = takers
+        .iter()
+        .filter(|c| matches!(c, Claim::Won(lease) if lease.epoch == 2 && lease.resumed))
+        .count();
+    let busy = takers
+        .iter()
+        .filter(|c| matches!(c, Claim::Busy { epoch: 2, .. }))
+        .count();
+    assert_eq!((resumed, busy), (1, 15), "{takers:?}");
+
+    // 16 new keys at once against a quota of 5: exactly 5 are written, whichever they are.
+    let writes = all((0..16)
+        .map(|i| {
+            let scope = scope.clone();
+            Box::pin(async move {
+                node(i)
+                    .state_set(&scope, &format!("k{i}"), b"x", None, 5)
+                    .await
+                    .unwrap()
+            }) as Pin<Box<_>>
+        })
+        .collect())
+    .await;
+    assert_eq!(writes.iter().filter(|written| **written).count(), 5);
+    let inserts = all((0..16)
+        .map(|i| {
+            let scope = Scope::new(tenant, "b");
+            Box::pin(async move {
+                node(i)
+                    .state_insert_new(&scope, &format!("k{}", i % 8), b"x", None, 5)
+                    .await
+                    .unwrap()
+            }) as Pin<Box<_>>
+        })
+        .collect())
+    .await;
+    // Eight keys, each tried twice: 5 inserted once, their second tries found them live,
+    // and the other three keys were over the quota both times.
+    let count = |want: Option<bool>| inserts.iter().filter(|got| **got == want).count();
+    assert_eq!(
+        (count(Some(true)), count(Some(false)), count(None)),
+        (5, 5, 6),
+        "{inserts:?}"
+    );
 }
 
 async fn state(one: &dyn Storage, two: &dyn Storage, tenant: &str, age: Age<'_>) {
@@ -101,7 +211,18 @@ async fn state(one: &dyn Storage, two: &dyn Storage, tenant: &str, age: Age<'_>)
         one.state_get(&t, "short").await.unwrap(),
         Some(b"x".to_vec())
     );
+    let revived = Scope::new(tenant, "revived");
+    assert!(
+        one.state_set(&revived, "old", b"x", Some(Duration::from_secs(30)), 1)
+            .await
+            .unwrap()
+    );
     age(Duration::from_secs(31)).await;
+    // An expired key written again is a new key: it counts against the quota like any
+    // other, or a guest could revive expired keys past `max_keys` until the next purge.
+    assert!(two.state_set(&revived, "new", b"x", None, 1).await.unwrap());
+    assert!(!one.state_set(&revived, "old", b"x", None, 1).await.unwrap());
+    assert_eq!(one.state_get(&revived, "old").await.unwrap(), None);
     assert_eq!(two.state_get(&t, "short").await.unwrap(), None);
     assert_eq!(
         two.state_get(&t, "forever").await.unwrap(),
