@@ -318,18 +318,8 @@ impl Runtime {
                 path: canonical.display().to_string(),
             },
         };
-        let runtime = self.clone();
-        let origin = path.display().to_string();
-        let adapter = tokio::task::spawn_blocking(move || {
-            runtime.load_blocking(default, &bytes, policy, &origin)
-        })
-        .await
-        .map_err(|e| Error::Engine(format!("load task failed: {e}")))??;
-        // Bound only once the component proved to be an adapter, so a broken one never
-        // takes a namespace.
-        self.bind_namespace(adapter.scope(), adapter.binding(), adapter.origin())
-            .await?;
-        Ok(adapter)
+        self.load(default, bytes, policy, path.display().to_string())
+            .await
     }
 
     /// Load a component from memory. `default_name` is used when the policy names none (and
@@ -342,19 +332,29 @@ impl Runtime {
         policy: Policy,
         origin: &str,
     ) -> Result<Adapter, Error> {
-        let runtime = self.clone();
         let default = DefaultName {
             name: default_name.to_owned(),
             from: NameFrom::Embedder,
         };
-        let origin = origin.to_owned();
+        self.load(default, bytes, policy, origin.to_owned()).await
+    }
+
+    /// Compile (or find in the cache) and prepare on the blocking pool, then bind the
+    /// namespace: only once the component proved to be an adapter, so a broken one never
+    /// takes a namespace.
+    async fn load(
+        &self,
+        default: DefaultName,
+        bytes: Vec<u8>,
+        policy: Policy,
+        origin: String,
+    ) -> Result<Adapter, Error> {
+        let runtime = self.clone();
         let adapter = tokio::task::spawn_blocking(move || {
             runtime.load_blocking(default, &bytes, policy, &origin)
         })
         .await
         .map_err(|e| Error::Engine(format!("load task failed: {e}")))??;
-        // Bound only once the component proved to be an adapter, so a broken one never
-        // takes a namespace.
         self.bind_namespace(adapter.scope(), adapter.binding(), adapter.origin())
             .await?;
         Ok(adapter)

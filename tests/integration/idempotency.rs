@@ -286,6 +286,34 @@ fn concurrent_creates_from_separate_processes_share_one_record() {
     );
 }
 
+/// Creates `range` at once, each with retries: call `i` creates `db-{i % 50}` with key
+/// `key-{i % 50}`. Each task returns its key and invocation.
+pub fn spawn_keyed_creates(
+    adapter: &airlock::Adapter,
+    config: &Value,
+    range: std::ops::Range<u64>,
+) -> Vec<tokio::task::JoinHandle<(String, airlock::Invocation)>> {
+    let retry = RetryPolicy {
+        max_attempts: 20,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(400),
+        max_elapsed: Duration::from_secs(120),
+    };
+    range
+        .map(|i| {
+            let (adapter, config, retry) = (adapter.clone(), config.clone(), retry.clone());
+            tokio::spawn(async move {
+                let key = format!("key-{}", i % 50);
+                let op = Operation::Create {
+                    params: json!({ "name": format!("db-{}", i % 50) }),
+                    idempotency_key: Some(key.clone()),
+                };
+                (key, adapter.invoke_with_retry(&config, op, &retry).await)
+            })
+        })
+        .collect()
+}
+
 async fn fakecloud_adapter(
     runtime: &Runtime,
     dir: &std::path::Path,
@@ -302,26 +330,7 @@ async fn a_thousand_concurrent_creates_over_fifty_keys_make_fifty_resources() {
     let adapter = fakecloud_adapter(&t.runtime, t.dir.path(), &cloud).await;
     cloud.fault(json!({ "status": 503, "count": 40 }));
     cloud.fault(json!({ "status": 429, "count": 20 }));
-    let retry = RetryPolicy {
-        max_attempts: 20,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(400),
-        max_elapsed: Duration::from_secs(120),
-    };
-    let config = json!({ "endpoint": cloud.base });
-    let calls: Vec<_> = (0..1000)
-        .map(|i| {
-            let (adapter, config, retry) = (adapter.clone(), config.clone(), retry.clone());
-            tokio::spawn(async move {
-                let key = format!("key-{}", i % 50);
-                let op = Operation::Create {
-                    params: json!({ "name": format!("db-{}", i % 50) }),
-                    idempotency_key: Some(key.clone()),
-                };
-                (key, adapter.invoke_with_retry(&config, op, &retry).await)
-            })
-        })
-        .collect();
+    let calls = spawn_keyed_creates(&adapter, &json!({ "endpoint": cloud.base }), 0..1000);
     let mut by_key: std::collections::HashMap<String, (String, usize)> = Default::default();
     let mut retried = 0;
     for call in calls {

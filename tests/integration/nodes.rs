@@ -11,11 +11,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use airlock::{DatabaseUrl, Operation, Output, RetryPolicy, Runtime, RuntimeConfig};
+use airlock::{DatabaseUrl, Output, Runtime, RuntimeConfig};
 use serde_json::{Value, json};
 
 use crate::common::*;
-use crate::idempotency::{CloudProcess, create_command, policy_file};
+use crate::idempotency::{CloudProcess, create_command, policy_file, spawn_keyed_creates};
 
 /// A PostgreSQL database of this test's own, dropped afterwards.
 pub struct TestDatabase {
@@ -159,25 +159,8 @@ fn node_process() {
         let policy = std::fs::read_to_string(spec["policy"].as_str().unwrap()).unwrap();
         let adapter = load(&runtime, FAKECLOUD_ADAPTER, &policy).await;
         let config = json!({ "endpoint": spec["endpoint"] });
-        let retry = RetryPolicy {
-            max_attempts: 20,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(400),
-            max_elapsed: Duration::from_secs(120),
-        };
-        let calls: Vec<_> = (spec["from"].as_u64().unwrap()..spec["to"].as_u64().unwrap())
-            .map(|i| {
-                let (adapter, config, retry) = (adapter.clone(), config.clone(), retry.clone());
-                tokio::spawn(async move {
-                    let key = format!("key-{}", i % 50);
-                    let op = Operation::Create {
-                        params: json!({ "name": format!("db-{}", i % 50) }),
-                        idempotency_key: Some(key.clone()),
-                    };
-                    (key, adapter.invoke_with_retry(&config, op, &retry).await)
-                })
-            })
-            .collect();
+        let from = spec["from"].as_u64().unwrap();
+        let calls = spawn_keyed_creates(&adapter, &config, from..spec["to"].as_u64().unwrap());
         for call in calls {
             let (key, invocation) = call.await.unwrap();
             let line = match invocation.result {
