@@ -47,6 +47,9 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// A [`crate::RuntimeConfig`] value is out of range.
+    #[error("runtime configuration: {0}")]
+    Config(String),
     /// wasmtime could not be configured.
     #[error("engine: {0}")]
     Engine(String),

@@ -144,7 +144,7 @@ impl Runtime {
             return Err(Error::NoDataDir);
         }
         if config.pool_size == 0 {
-            return Err(Error::Engine("pool_size must be at least 1".into()));
+            return Err(Error::Config("pool_size must be at least 1".into()));
         }
         let engine = build_engine(&EngineSettings {
             pool_size: config.pool_size,
@@ -155,7 +155,7 @@ impl Runtime {
         capabilities::add_to_linker(&mut linker)
             .map_err(|e| Error::Engine(format!("linking capabilities: {e:#}")))?;
         if config.claim_lease < std::time::Duration::from_millis(300) {
-            return Err(Error::Engine(format!(
+            return Err(Error::Config(format!(
                 "claim_lease must be at least 300 ms (it is {} ms): a heartbeat renews it every third",
                 config.claim_lease.as_millis()
             )));
