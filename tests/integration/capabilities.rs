@@ -13,16 +13,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::common::*;
 use crate::hostile;
 
-const TOKEN: &str = "fakecloud-test-token-0123456789";
+pub const TOKEN: &str = "fakecloud-test-token-0123456789";
 
 /// A secret file holding `value`, and the policy line that grants it.
-fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> String {
+pub fn secret_file(dir: &std::path::Path, name: &str, value: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, value).unwrap();
     path.display().to_string()
 }
 
-async fn fakecloud() -> FakeCloud {
+pub async fn fakecloud() -> FakeCloud {
     FakeCloud::start(FakeCloudConfig {
         token: TOKEN.into(),
         step_millis: 100,
@@ -33,7 +33,7 @@ async fn fakecloud() -> FakeCloud {
     .expect("fakecloud starts")
 }
 
-fn fakecloud_policy(cloud: &FakeCloud, token_file: &str) -> String {
+pub fn fakecloud_policy(cloud: &FakeCloud, token_file: &str) -> String {
     format!(
         r#"
 [[http.allow]]

@@ -443,3 +443,100 @@ async fn two_components_with_one_file_name_do_not_share_a_namespace() {
         ("team-a", CacheOutcome::Hit)
     );
 }
+
+#[tokio::test]
+async fn tenants_have_their_own_keys_state_and_client_tokens() {
+    use crate::capabilities::{TOKEN, fakecloud, fakecloud_policy, secret_file};
+    let t = runtime();
+    let cloud = fakecloud().await;
+    let token_file = secret_file(t.dir.path(), "token", TOKEN);
+    let adapter = load(
+        &t.runtime,
+        FAKECLOUD_ADAPTER,
+        &fakecloud_policy(&cloud, &token_file),
+    )
+    .await;
+    assert_eq!(adapter.tenant(), "default");
+    let acme = adapter.for_tenant("acme").await.unwrap();
+    let globex = adapter.for_tenant("globex").await.unwrap();
+    assert_eq!((acme.tenant(), globex.tenant()), ("acme", "globex"));
+    let config = json!({ "endpoint": cloud.base_url() });
+    let params = json!({ "name": "orders" });
+
+    // One key, two tenants: two creates, and two resources at the provider, because the
+    // client tokens differ (the provider would hand one tenant the other's resource for a
+    // shared token).
+    let a = acme
+        .create(&config, &params, Some("order-1"))
+        .await
+        .unwrap();
+    let g = globex
+        .create(&config, &params, Some("order-1"))
+        .await
+        .unwrap();
+    assert!(a.created && g.created);
+    assert_ne!(a.instance_id, g.instance_id);
+    assert_eq!(cloud.resource_count(), 2);
+    // Each tenant's repeat is answered from its own record.
+    let again = acme
+        .create(&config, &params, Some("order-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.instance_id.as_str(), again.created),
+        (a.instance_id.as_str(), false)
+    );
+    // A destroy recorded for one tenant is not another's.
+    acme.destroy(&config, &a.instance_id).await.unwrap();
+    let replayed = acme
+        .invoke(
+            &config,
+            airlock::Operation::Destroy {
+                instance_id: a.instance_id.clone(),
+            },
+        )
+        .await;
+    assert_eq!(replayed.receipt.idempotency, Some("replayed"));
+    let other = globex
+        .invoke(
+            &config,
+            airlock::Operation::Destroy {
+                instance_id: a.instance_id.clone(),
+            },
+        )
+        .await;
+    assert_eq!(
+        other.receipt.idempotency, None,
+        "globex's destroy runs its guest"
+    );
+    // A tenant name is checked like an adapter name.
+    let error = adapter
+        .for_tenant("no spaces")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("tenant \"no spaces\""), "{error}");
+}
+
+#[tokio::test]
+async fn each_tenant_s_state_is_its_own() {
+    let t = runtime();
+    let example = load(&t.runtime, EXAMPLE_ADAPTER, "").await;
+    let acme = example.for_tenant("acme").await.unwrap();
+    let config = example_config(0);
+    let created = acme
+        .create(&config, &json!({ "name": "db" }), None)
+        .await
+        .unwrap();
+    // The instance lives in acme's state: the default tenant cannot see it.
+    assert!(acme.status(&config, &created.instance_id).await.is_ok());
+    let error = example
+        .status(&config, &created.instance_id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.message,
+        format!("instance {:?} not found", created.instance_id)
+    );
+}
