@@ -20,31 +20,36 @@
 //! - 10,000 calls in flight at once, each waiting on a slow provider response, in a
 //!   child process of its own so its peak RSS is its own;
 //! - the leak guard on 1 MiB of guest output dense with secrets (`-- redact` for this
-//!   part alone).
+//!   part alone);
+//! - storage (`storage.rs`): a keyed `create` on SQLite and on PostgreSQL beside the naive
+//!   floor, and creates per second with one and two nodes on one PostgreSQL database, each
+//!   node a child process, checked for duplicates afterwards.
 //!
 //! Latency rows run interleaved in rounds, so that load from elsewhere on the machine
 //! lands on every row alike and the ratios stay fair. The run prints one markdown table
-//! per part and the targets of issue 6 with whether each is met.
+//! per part and the targets of issues 6 and 12 with whether each is met.
 
 #![allow(missing_docs, unreachable_pub)]
 
 mod floor;
 #[allow(dead_code)]
 mod native;
+mod storage;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use airlock::{Adapter, Operation, Policy, Runtime, RuntimeConfig};
+use airlock::{Adapter, DatabaseUrl, Operation, Output, Policy, Runtime, RuntimeConfig};
 use fakecloud::{FakeCloud, FakeCloudConfig, Fault};
 use serde_json::{Value, json};
 
 use floor::{Floor, FloorTuning};
+use storage::{node_child, storage};
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
@@ -67,9 +72,10 @@ const IN_FLIGHT: usize = 10_000;
 const SLOW_RESPONSE: Duration = Duration::from_secs(8);
 
 fn main() {
-    if std::env::var("AIRLOCK_BENCH_ROLE").as_deref() == Ok("in-flight") {
-        in_flight_child();
-        return;
+    match std::env::var("AIRLOCK_BENCH_ROLE").as_deref() {
+        Ok("in-flight") => return in_flight_child(),
+        Ok("node") => return node_child(),
+        _ => {}
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |part: &str| filter.as_deref().is_none_or(|f| part.contains(f));
@@ -93,6 +99,9 @@ fn main() {
     }
     if wanted("in-flight") {
         in_flight(&tokio, &mut report);
+    }
+    if wanted("storage") {
+        storage(&tokio, &mut report);
     }
     if wanted("redact") {
         redact();
@@ -193,6 +202,12 @@ struct Report {
     /// CPU cores the process got with 1 and with 2 callers (trivial, example).
     cores: Option<[f64; 4]>,
     in_flight: Option<(u64, usize, bool)>,
+    /// The storage part's `create` latency by host (`floor-naive`, `sqlite`, `postgres`).
+    storage_latency: HashMap<&'static str, Stats>,
+    /// Creates per second, 2 nodes ÷ 1 node, on PostgreSQL.
+    two_nodes_vs_one: Option<f64>,
+    /// Whether every audited run recorded each create once.
+    no_duplicate: Option<bool>,
 }
 
 impl Report {
@@ -253,6 +268,46 @@ impl Report {
             show(self.compile_vs_hit),
             self.compile_vs_hit.map(|r| r >= 100.0),
         );
+        self.storage_targets(row);
+    }
+
+    fn storage_targets(&self, row: impl Fn(&str, String, Option<bool>)) {
+        let latency = &self.storage_latency;
+        if latency.is_empty() && self.no_duplicate.is_none() {
+            return;
+        }
+        println!("\n## Targets (issue 12), judged on this run\n");
+        println!("| target | measured | met |");
+        println!("|---|---:|:---:|");
+        let (floor, sqlite) = (latency.get("floor-naive"), latency.get("sqlite"));
+        let vs_floor = floor.zip(sqlite).map(|(f, s)| s.median / f.median);
+        row(
+            "example `create`, new key, SQLite: median ≤ 3× the naive floor",
+            vs_floor.map_or("—".into(), |r| {
+                format!("{r:.2}× ({} µs)", fmt_us(sqlite.unwrap().median))
+            }),
+            vs_floor.map(|r| r <= 3.0),
+        );
+        row(
+            "example `create`, new key, SQLite: p99 ≤ 1 ms",
+            sqlite.map_or("—".into(), |s| format!("{} µs", fmt_us(s.p99))),
+            sqlite.map(|s| s.p99 <= 1000.0),
+        );
+        row(
+            "creates/s on PostgreSQL, 2 nodes ÷ 1 node ≥ 0.9 (no collapse)",
+            self.two_nodes_vs_one
+                .map_or("not measured".into(), |r| format!("{r:.2}×")),
+            self.two_nodes_vs_one.map(|r| r >= 0.9),
+        );
+        row(
+            "no duplicate: every create recorded once, one instance per key",
+            match self.no_duplicate {
+                Some(true) => "none found".into(),
+                Some(false) => "**found**".into(),
+                None => "not checked".into(),
+            },
+            self.no_duplicate,
+        );
     }
 }
 
@@ -285,6 +340,59 @@ fn row<'a>(
         subject,
         samples: Vec::new(),
     }
+}
+
+/// Run every row's calls, interleaved in [`ROUNDS`] rounds (warm-up in the first), so
+/// that load from elsewhere on the machine lands on every row alike.
+fn run_rounds(tokio: &tokio::runtime::Runtime, rows: &mut [Row<'_>]) {
+    for round in 0..ROUNDS {
+        let warmup = if round == 0 { WARMUP } else { WARMUP / 10 };
+        for row in rows.iter_mut() {
+            let n = row.per_round;
+            let samples = match &mut row.subject {
+                Subject::Sync(f) => time_sync(warmup, n, f),
+                Subject::Async(f) => tokio.block_on(time_async(warmup, n, f)),
+            };
+            row.samples.extend(samples);
+        }
+    }
+}
+
+/// The example adapter's `create` with a new key each call, in the floor host (its state
+/// in a `HashMap`).
+fn floor_create<'a>(floor: &'a Floor, next_key: &'a dyn Fn() -> String) -> Subject<'a> {
+    Subject::Sync(Box::new(move || {
+        floor.create(EXAMPLE_CONFIG, r#"{"name":"bench"}"#, Some(&next_key()));
+    }))
+}
+
+/// One `Adapter::invoke` of `operation()` per call, through Airlock's public API.
+fn airlock_call<'a>(
+    adapter: &'a Adapter,
+    config: &'a Value,
+    operation: impl Fn() -> Operation + 'a,
+) -> Subject<'a> {
+    Subject::Async(Box::new(move || {
+        let op = operation();
+        Box::pin(async move {
+            if let Err(error) = adapter.invoke(config, op).await.result {
+                panic!("airlock call failed: {error}");
+            }
+        })
+    }))
+}
+
+/// `create` with a new key each call, through Airlock's public API.
+fn airlock_create<'a>(
+    adapter: &'a Adapter,
+    config: &'a Value,
+    params: &'a Value,
+    next_key: &'a dyn Fn() -> String,
+) -> Subject<'a> {
+    airlock_call(adapter, config, move || Operation::Create {
+        params: params.clone(),
+        idempotency_key: Some(next_key()),
+    })
 }
 
 fn airlock_runtime(dir: &std::path::Path) -> Runtime {
@@ -437,19 +545,9 @@ fn latency(tokio: &tokio::runtime::Runtime, report: &mut Report) {
             "trivial `status`",
             "airlock",
             PER_ROUND,
-            Subject::Async(Box::new(|| {
-                let (adapter, config) = (&constant, &constant_config);
-                Box::pin(async move {
-                    let op = Operation::Status {
-                        instance_id: "constant-1".into(),
-                    };
-                    adapter
-                        .invoke(config, op)
-                        .await
-                        .result
-                        .expect("airlock status");
-                })
-            })),
+            airlock_call(&constant, &constant_config, || Operation::Status {
+                instance_id: "constant-1".into(),
+            }),
         ),
         row(
             "trivial `status`",
@@ -488,19 +586,9 @@ fn latency(tokio: &tokio::runtime::Runtime, report: &mut Report) {
             "example `status`",
             "airlock",
             PER_ROUND,
-            Subject::Async(Box::new(|| {
-                let (adapter, config) = (&example, &example_config);
-                let op = Operation::Status {
-                    instance_id: airlock_id.clone(),
-                };
-                Box::pin(async move {
-                    adapter
-                        .invoke(config, op)
-                        .await
-                        .result
-                        .expect("airlock status");
-                })
-            })),
+            airlock_call(&example, &example_config, || Operation::Status {
+                instance_id: airlock_id.clone(),
+            }),
         ),
         row(
             "example `status`",
@@ -514,61 +602,27 @@ fn latency(tokio: &tokio::runtime::Runtime, report: &mut Report) {
             "example `create`, new key",
             "floor-naive",
             PER_ROUND,
-            Subject::Sync(Box::new(|| {
-                example_naive.create(EXAMPLE_CONFIG, r#"{"name":"bench"}"#, Some(&next_key()));
-            })),
+            floor_create(&example_naive, &next_key),
         ),
         row(
             "example `create`, new key",
             "airlock",
             PER_ROUND_SLOW,
-            Subject::Async(Box::new(|| {
-                let (adapter, config) = (&example, &example_config);
-                let op = Operation::Create {
-                    params: create_params.clone(),
-                    idempotency_key: Some(next_key()),
-                };
-                Box::pin(async move {
-                    adapter
-                        .invoke(config, op)
-                        .await
-                        .result
-                        .expect("airlock create");
-                })
-            })),
+            airlock_create(&example, &example_config, &create_params, &next_key),
         ),
         row(
             "fakecloud `create`, new key (HTTP)",
             "airlock",
             PER_ROUND_SLOW,
-            Subject::Async(Box::new(|| {
-                let (adapter, config) = (&fakecloud_adapter, &fakecloud_config);
-                let op = Operation::Create {
-                    params: fakecloud_params.clone(),
-                    idempotency_key: Some(next_key()),
-                };
-                Box::pin(async move {
-                    adapter
-                        .invoke(config, op)
-                        .await
-                        .result
-                        .expect("fakecloud create");
-                })
-            })),
+            airlock_create(
+                &fakecloud_adapter,
+                &fakecloud_config,
+                &fakecloud_params,
+                &next_key,
+            ),
         ),
     ];
-
-    for round in 0..ROUNDS {
-        let warmup = if round == 0 { WARMUP } else { WARMUP / 10 };
-        for row in &mut rows {
-            let n = row.per_round;
-            let samples = match &mut row.subject {
-                Subject::Sync(f) => time_sync(warmup, n, f),
-                Subject::Async(f) => tokio.block_on(time_async(warmup, n, f)),
-            };
-            row.samples.extend(samples);
-        }
-    }
+    run_rounds(tokio, &mut rows);
     drop(cloud);
 
     println!("## Per call, one caller ({ROUNDS} interleaved rounds)\n");
