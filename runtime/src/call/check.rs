@@ -21,12 +21,13 @@ use crate::operation::{Invocation, Operation, Output};
 use crate::policy::Limits;
 
 /// Judge what ran into the invocation the caller gets.
-pub(super) fn check(adapter: &AdapterInner, ran: Ran, operation: &Operation) -> Invocation {
+pub(super) fn check(adapter: &AdapterInner, ran: Ran<'_>, operation: &Operation) -> Invocation {
     let Ran {
         answer,
         store,
         mut receipt,
         started,
+        slot,
     } = ran;
     let limits = &adapter.policy.limits;
     receipt.instantiated = true;
@@ -44,6 +45,8 @@ pub(super) fn check(adapter: &AdapterInner, ran: Ran, operation: &Operation) -> 
     };
     let (result, result_redactions) = guard_result(guard, result);
     let ctx = store.into_data();
+    // The store, and with it the instance, is gone: its pool slot may serve another call.
+    drop(slot);
     let result = result.map_err(|error| reclassify(error, ctx.http.last_failure.as_ref()));
     receipt.redactions = [
         ctx.log.redactions,

@@ -17,12 +17,15 @@ use crate::storage::Scope;
 
 /// A call that ran: the export's answer (or why there is none), the store it ran in, and
 /// the receipt so far.
-pub(super) struct Ran {
+pub(super) struct Ran<'a> {
     pub(super) answer: wasmtime::Result<Answer>,
     pub(super) store: Store<CallContext>,
     pub(super) receipt: Receipt,
     /// When the sandbox stage began (the receipt's wall time counts from here).
     pub(super) started: Instant,
+    /// The pool slot, held until the store is gone: the instance occupies wasmtime's pool
+    /// until then, and a slot freed earlier would let another call find the pool full.
+    pub(super) slot: tokio::sync::SemaphorePermit<'a>,
 }
 
 /// What the guest's export returned, before any checking.
@@ -37,20 +40,20 @@ pub(super) enum Answer {
 /// Run `operation` in a fresh instance: take a pool slot (waiting as
 /// `RuntimeConfig::pool_wait` allows), build the store with the policy's limits, instantiate
 /// and call the export. `Err` is a refusal (no slot): no instance was made.
-pub(super) async fn run(
-    adapter: &AdapterInner,
+pub(super) async fn run<'a>(
+    adapter: &'a AdapterInner,
     scope: &Scope,
     config_text: &String,
     operation: &Operation,
     options: CallOptions,
-) -> Result<Ran, Invocation> {
+) -> Result<Ran<'a>, Invocation> {
     let started = Instant::now();
     let limits = &adapter.policy.limits;
     let receipt = empty_receipt(adapter, operation, limits);
 
     // A pool slot per live instance: past the pool size, calls wait here (or give up after
     // `pool_wait`), never in wasmtime.
-    let _slot = match take_slot(adapter).await {
+    let slot = match take_slot(adapter).await {
         Ok(permit) => permit,
         Err(error) => return Err(refusal(adapter, operation, error, started)),
     };
@@ -106,6 +109,7 @@ pub(super) async fn run(
         store,
         receipt,
         started,
+        slot,
     })
 }
 
