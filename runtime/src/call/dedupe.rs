@@ -49,12 +49,11 @@ pub(super) enum Dedupe {
     Answered(Invocation),
 }
 
-/// A won claim and the heartbeat that renews it. Dropping it stops the heartbeat; a claim
+/// A won claim. [`HeldClaim::renewing`] keeps its lease alive while the call works. A claim
 /// dropped before the record stage settled it (the caller dropped the call's future) is
 /// released, so the next caller of the key runs at once instead of waiting out the lease.
 pub(super) struct HeldClaim {
     pub(super) lease: Lease,
-    heartbeat: tokio::task::JoinHandle<()>,
     storage: Arc<dyn Storage>,
     settled: bool,
 }
@@ -64,11 +63,28 @@ impl HeldClaim {
     pub(super) fn settle(&mut self) {
         self.settled = true;
     }
+
+    /// Run `work`, renewing the lease every third of its length until it ends. The
+    /// heartbeat is polled with `work` in the call's own task rather than spawned: a task
+    /// per call would cost a cross-thread wake-up to start and another to stop.
+    pub(super) async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
+        let (storage, lease) = (self.storage.clone(), self.lease.clone());
+        let beat = async move {
+            heartbeat(storage, lease).await;
+            // A lost claim stops the beats; the work goes on, and the fence on the record
+            // stage tells its caller.
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        tokio::select! {
+            biased;
+            done = work => done,
+            never = beat => match never {},
+        }
+    }
 }
 
 impl Drop for HeldClaim {
     fn drop(&mut self) {
-        self.heartbeat.abort();
         if !self.settled {
             let (storage, lease) = (self.storage.clone(), self.lease.clone());
             tokio::spawn(async move {
@@ -270,16 +286,14 @@ async fn claim(
             "taking over a create whose holder crashed or stalled");
     }
     super::crash_point("after-claim");
-    let heartbeat = tokio::spawn(heartbeat(storage.clone(), lease.clone()));
     Ok(HeldClaim {
         lease,
-        heartbeat,
         storage: storage.clone(),
         settled: false,
     })
 }
 
-/// Renew `lease` every third of its length until aborted or lost.
+/// Renew `lease` every third of its length until dropped or lost.
 async fn heartbeat(storage: Arc<dyn Storage>, lease: Lease) {
     let period = lease.length / 3;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);

@@ -39,27 +39,32 @@ pub(crate) async fn run(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let invocation =
-        match dedupe::dedupe(adapter, scope, config, &operation, started).await {
-            dedupe::Dedupe::Answered(invocation) => invocation,
-            dedupe::Dedupe::Run {
-                claim,
+    let invocation = match dedupe::dedupe(adapter, scope, config, &operation, started).await {
+        dedupe::Dedupe::Answered(invocation) => invocation,
+        dedupe::Dedupe::Run {
+            claim,
+            client_token,
+        } => {
+            let options = CallOptions {
                 client_token,
-            } => {
-                let options = CallOptions {
-                    client_token,
-                    ..options
-                };
-                let checked =
-                    match sandbox::run(adapter, scope, &admitted.config_text, &operation, options)
-                        .await
-                    {
-                        Ok(ran) => check::check(adapter, ran, &operation),
-                        Err(refused) => refused,
-                    };
-                record::record(adapter, scope, &operation, claim, checked).await
-            }
-        };
+                ..options
+            };
+            let work = async {
+                match sandbox::run(adapter, scope, &admitted.config_text, &operation, options).await
+                {
+                    Ok(ran) => check::check(adapter, ran, &operation),
+                    Err(refused) => refused,
+                }
+            };
+            // A held claim's lease is renewed while the guest waits for an instance
+            // and runs.
+            let checked = match &claim {
+                Some(held) => held.renewing(work).await,
+                None => work.await,
+            };
+            record::record(adapter, scope, &operation, claim, checked).await
+        }
+    };
     admitted.finish(&invocation);
     invocation
 }

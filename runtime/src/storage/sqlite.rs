@@ -2,11 +2,16 @@
 //! machine that points at it (WAL mode, busy timeout).
 //!
 //! rusqlite rather than sqlx: the file is local, every statement takes microseconds, and a
-//! synchronous driver on tokio's blocking pool costs one thread hop per call where sqlx's
-//! SQLite driver adds a worker thread and a channel of its own behind the same hop; rusqlite
-//! also bundles SQLite, so the default needs nothing installed. Every [`Storage`] method
-//! runs its statements on the blocking pool ([`SqliteDb::run`]), never on a tokio worker,
-//! so a call's deadline can always interrupt the wait for a busy database.
+//! synchronous driver lets a statement that cannot wait run where the call is, where
+//! sqlx's SQLite driver adds a worker thread and a channel of its own to every statement;
+//! rusqlite also bundles SQLite, so the default needs nothing installed.
+//!
+//! A statement never waits on a tokio worker ([`SqliteDb::run`]): it runs there only with
+//! an idle connection whose busy timeout is zero, and commits never sync or checkpoint
+//! there (a thread of its own checkpoints); a lock held elsewhere sends it to tokio's
+//! blocking pool, where it waits up to the busy timeout while the call's deadline can
+//! still interrupt the call. Purges and counts, whose time grows with the data, always run
+//! on the blocking pool.
 //!
 //! The same file (under the data directory) also holds the index of compiled artifacts,
 //! which stays local whatever the storage backend is; [`SqliteDb`] serves both.
@@ -23,9 +28,9 @@ use super::{
 };
 use crate::error::Error;
 
-/// The schema this build writes. Version 4 added tenants, epochs and owners; versions 1–3
-/// (before tenants) are migrated on open, a newer one is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+/// The schema this build writes. Version 4 added tenants, epochs and owners; version 5 the
+/// per-namespace key counts. Older files are migrated on open, a newer one is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// The schema of versions 1–3, each table created if absent (how they were applied).
 const SCHEMA_V3: &str = "
@@ -128,6 +133,29 @@ DROP TABLE namespaces;
 ALTER TABLE namespaces_v4 RENAME TO namespaces;
 ";
 
+/// Version 4 → 5: how many rows each namespace holds, kept by triggers, so the key quota is
+/// checked in one lookup instead of a count that grows with the namespace. The count
+/// includes rows whose TTL ran out but that are not purged yet, so it is never below the
+/// live count: under the quota by it is under the quota for sure, and only a namespace at
+/// its quota pays for an exact answer (see [`quota_allows`]).
+const MIGRATE_V5: &str = "
+CREATE TABLE state_counts (
+    tenant    TEXT    NOT NULL,
+    namespace TEXT    NOT NULL,
+    keys      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, namespace)
+) WITHOUT ROWID;
+INSERT INTO state_counts SELECT tenant, namespace, COUNT(*) FROM adapter_state GROUP BY 1, 2;
+CREATE TRIGGER adapter_state_counted AFTER INSERT ON adapter_state BEGIN
+    INSERT INTO state_counts (tenant, namespace, keys) VALUES (NEW.tenant, NEW.namespace, 1)
+    ON CONFLICT (tenant, namespace) DO UPDATE SET keys = keys + 1;
+END;
+CREATE TRIGGER adapter_state_uncounted AFTER DELETE ON adapter_state BEGIN
+    UPDATE state_counts SET keys = keys - 1
+    WHERE tenant = OLD.tenant AND namespace = OLD.namespace;
+END;
+";
+
 /// A handle to one SQLite file; cheap to clone. Connections are pooled.
 #[derive(Clone)]
 pub(crate) struct SqliteDb {
@@ -141,6 +169,19 @@ struct Inner {
 
 /// How many idle connections to keep.
 const POOL_IDLE: usize = 8;
+
+/// How long a statement on the blocking pool waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the checkpointer folds the write-ahead log back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
 
 fn db_error(error: rusqlite::Error) -> StorageError {
     StorageError(error.to_string())
@@ -192,7 +233,39 @@ impl SqliteDb {
         let mut conn = db.connect().map_err(|e| fail(e.0))?;
         migrate(&mut conn).map_err(fail)?;
         db.release(conn);
+        db.start_checkpointer();
         Ok(db)
+    }
+
+    /// Commits never checkpoint (`wal_autocheckpoint = 0` on every connection): a
+    /// checkpoint syncs the file, milliseconds a call would wait for. This thread does it
+    /// instead, every [`CHECKPOINT_EVERY`], and ends once the last handle is dropped. A
+    /// passive checkpoint never blocks a writer.
+    fn start_checkpointer(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("airlock-sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut conn = None;
+                loop {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    let Some(inner) = inner.upgrade() else { return };
+                    if conn.is_none() {
+                        conn = SqliteDb { inner }.connect().ok();
+                    }
+                    let Some(c) = &conn else { continue };
+                    if let Err(error) =
+                        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(target: "airlock::storage", %error, "checkpoint failed");
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            // Without the thread the log grows until the last connection closes (SQLite
+            // checkpoints then); calls work the same.
+            tracing::warn!(target: "airlock::storage", %error, "could not start the checkpoint thread");
+        }
     }
 
     /// The database file.
@@ -202,10 +275,11 @@ impl SqliteDb {
 
     fn connect(&self) -> StorageResult<Connection> {
         let conn = Connection::open(&self.inner.path).map_err(db_error)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(db_error)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(db_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(db_error)?;
         Ok(conn)
     }
 
@@ -237,8 +311,23 @@ impl SqliteDb {
         result
     }
 
-    /// Run `f` with a pooled connection on tokio's blocking pool.
+    /// Run `f` with a pooled connection without blocking the calling tokio worker: on the
+    /// worker itself when that cannot wait ([`SqliteDb::try_inline`]), else on tokio's
+    /// blocking pool. `f` may run twice (a first try that found the database locked rolled
+    /// back), so it must be a transaction or safe to repeat.
     pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> StorageResult<R> {
+        match self.try_inline(&f) {
+            Some(result) => result,
+            None => self.run_blocking(f).await,
+        }
+    }
+
+    /// Run `f` on tokio's blocking pool: for statements whose time grows with the data
+    /// (purges, counts), which must never hold a worker.
+    pub(crate) async fn run_blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> StorageResult<R> {
@@ -246,6 +335,36 @@ impl SqliteDb {
         tokio::task::spawn_blocking(move || db.with(f))
             .await
             .map_err(|e| StorageError(format!("database task failed: {e}")))?
+    }
+
+    /// Run `f` on the calling thread if it cannot wait: with an idle pooled connection
+    /// (none idle: `None`) whose busy timeout is zero, so a lock held by another
+    /// connection or process fails at once and `None` sends `f` to the blocking pool.
+    /// Commits do not checkpoint (see [`SqliteDb::start_checkpointer`]) and WAL commits
+    /// with `synchronous = NORMAL` do not sync, so what is left is a few page reads and
+    /// writes to the OS cache: microseconds, where a hop to the blocking pool and back is
+    /// two thread wake-ups.
+    fn try_inline<R>(
+        &self,
+        f: &impl Fn(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Option<StorageResult<R>> {
+        let mut conn = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()?;
+        if conn.busy_timeout(Duration::ZERO).is_err() {
+            return None;
+        }
+        let result = f(&mut conn);
+        if conn.busy_timeout(BUSY_TIMEOUT).is_ok() {
+            self.release(conn);
+        }
+        match result {
+            Err(error) if is_busy(&error) => None,
+            result => Some(result.map_err(db_error)),
+        }
     }
 
     // --- the compiled-artifact index (local whatever the storage backend) ---
@@ -291,8 +410,11 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
     }
     if version < SCHEMA_VERSION {
         let step = |sql: &str| tx.execute_batch(sql).map_err(|e| e.to_string());
-        step(SCHEMA_V3)?;
-        step(MIGRATE_V4)?;
+        if version < 4 {
+            step(SCHEMA_V3)?;
+            step(MIGRATE_V4)?;
+        }
+        step(MIGRATE_V5)?;
         step(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
     tx.commit().map_err(|e| e.to_string())
@@ -315,15 +437,32 @@ impl SqliteStorage {
     }
 }
 
-fn count_live(conn: &Connection, scope: &Scope, now: i64) -> rusqlite::Result<u64> {
+/// Whether one more key fits in `scope` under `max_keys`. The kept count (see
+/// [`MIGRATE_V5`]) answers at once while it is under the quota; at the quota, the scope's
+/// expired rows are deleted first (which the count follows), so the answer is exact.
+fn quota_allows(
+    conn: &Connection,
+    scope: &Scope,
+    now: i64,
+    max_keys: u64,
+) -> rusqlite::Result<bool> {
+    let kept = |conn: &Connection| {
+        conn.prepare_cached("SELECT keys FROM state_counts WHERE tenant = ?1 AND namespace = ?2")?
+            .query_row(params![scope.tenant, scope.adapter], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|n| n.unwrap_or(0).max(0) as u64)
+    };
+    if kept(conn)? < max_keys {
+        return Ok(true);
+    }
     conn.prepare_cached(
-        "SELECT COUNT(*) FROM adapter_state WHERE tenant = ?1 AND namespace = ?2
-         AND (expires_at IS NULL OR expires_at > ?3)",
+        "DELETE FROM adapter_state WHERE tenant = ?1 AND namespace = ?2
+         AND expires_at IS NOT NULL AND expires_at <= ?3",
     )?
-    .query_row(params![scope.tenant, scope.adapter, now], |row| {
-        row.get::<_, i64>(0)
-    })
-    .map(|n| n as u64)
+    .execute(params![scope.tenant, scope.adapter, now])?;
+    Ok(kept(conn)? < max_keys)
 }
 
 /// A claim's row, as the slow path of [`SqliteStorage::claim`] reads it.
@@ -514,7 +653,9 @@ impl Storage for SqliteStorage {
                     .query_row(params![scope.tenant, scope.adapter, key, now], |_| Ok(()))
                     .optional()?
                     .is_some();
-                if !live && count_live(&tx, &scope, now)? >= max_keys {
+                if !live && !quota_allows(&tx, &scope, now, max_keys)? {
+                    // The expired rows the quota check deleted stay deleted.
+                    tx.commit()?;
                     return Ok(false);
                 }
                 tx.prepare_cached(
@@ -555,13 +696,18 @@ impl Storage for SqliteStorage {
                 if live {
                     return Ok(Some(false));
                 }
-                if count_live(&tx, &scope, now)? >= max_keys {
+                if !quota_allows(&tx, &scope, now, max_keys)? {
+                    tx.commit()?;
                     return Ok(None);
                 }
+                // An upsert, not INSERT OR REPLACE: a replaced (expired) row would not fire
+                // the delete trigger, and the kept count would drift up.
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO adapter_state
-                     (tenant, namespace, key, value, expires_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO adapter_state (tenant, namespace, key, value, expires_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tenant, namespace, key) DO UPDATE
+                     SET value = excluded.value, expires_at = excluded.expires_at,
+                         updated_at = excluded.updated_at",
                 )?
                 .execute(params![scope.tenant, scope.adapter, key, value, expiry(ttl), now])?;
                 tx.commit()?;
@@ -766,7 +912,7 @@ impl Storage for SqliteStorage {
 
     async fn purge_expired(&self, batch: u32) -> StorageResult<Purged> {
         self.db
-            .run(move |conn| {
+            .run_blocking(move |conn| {
                 let now = now_ms();
                 let state = conn.execute(
                     "DELETE FROM adapter_state WHERE (tenant, namespace, key) IN (SELECT tenant, namespace, key
@@ -797,7 +943,7 @@ impl Storage for SqliteStorage {
     async fn forget_records(&self, scope: &Scope) -> StorageResult<u64> {
         let scope = scope.clone();
         self.db
-            .run(move |conn| {
+            .run_blocking(move |conn| {
                 let keys = conn.execute(
                     "DELETE FROM idempotency WHERE tenant = ?1 AND adapter = ?2 AND state = 'done'",
                     params![scope.tenant, scope.adapter],
@@ -813,7 +959,7 @@ impl Storage for SqliteStorage {
 
     async fn idempotency_rows(&self) -> StorageResult<u64> {
         self.db
-            .run(|conn| {
+            .run_blocking(|conn| {
                 conn.query_row("SELECT COUNT(*) FROM idempotency", [], |r| {
                     r.get::<_, i64>(0)
                 })
@@ -858,7 +1004,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_3_file_is_migrated_with_its_rows_under_the_default_tenant() {
+    fn a_version_3_file_is_migrated_with_its_rows_under_the_default_tenant_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("airlock.db");
         {
@@ -886,6 +1032,30 @@ mod tests {
             (state.as_slice(), key.as_str(), namespace.as_str()),
             (&b"v1"[..], "i-1", "aaa")
         );
+        // The migrated rows are counted for the quota, and the triggers keep counting.
+        let count = || {
+            db.with(|conn| {
+                conn.query_row(
+                    "SELECT keys FROM state_counts WHERE tenant = 'default' AND namespace = 'ns'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap()
+        };
+        assert_eq!(count(), 1);
+        db.with(|conn| {
+            conn.execute_batch(
+                "INSERT INTO adapter_state VALUES ('default', 'ns', 'k2', x'00', NULL, 1);
+                 INSERT INTO adapter_state VALUES ('default', 'ns', 'k', x'01', NULL, 2)
+                     ON CONFLICT DO UPDATE SET value = excluded.value;",
+            )
+        })
+        .unwrap();
+        assert_eq!(count(), 2);
+        db.with(|conn| conn.execute_batch("DELETE FROM adapter_state WHERE key = 'k'"))
+            .unwrap();
+        assert_eq!(count(), 1);
     }
 
     #[test]
@@ -901,7 +1071,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "state database sqlite:{}: the database's schema is version 99, newer than this airlock's (4); a newer airlock wrote it: run that version, or point this one at another database",
+                "state database sqlite:{}: the database's schema is version 99, newer than this airlock's (5); a newer airlock wrote it: run that version, or point this one at another database",
                 path.display()
             )
         );
