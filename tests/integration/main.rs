@@ -18,3 +18,4 @@ mod new;
 mod nodes;
 mod pool;
 mod storage;
+mod tenant;

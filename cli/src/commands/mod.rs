@@ -10,6 +10,7 @@ mod invoke;
 mod new;
 mod output;
 mod soak;
+mod tenant;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,8 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Create a ready adapter crate: the SDK, the five operations, a policy file.
     New(new::NewArgs),
+    /// Administer the service's tenants: create, list, rotate-key, set-ceiling.
+    Tenant(tenant::TenantArgs),
 }
 
 /// The whole `airlock` binary: parse the command line, run the command and return its
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Soak(args) => soak::run(&config, args).await,
             Command::New(args) => new::run(args),
+            Command::Tenant(args) => tenant::run(&config, args).await,
             Command::Fakecloud(args) => match fakecloud::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("fakecloud: {e}")),
