@@ -970,6 +970,26 @@ source = \"env:STRAY\"
         );
     }
 
+    /// The reference page's ceiling, example policy and excesses are what the code says.
+    #[test]
+    fn the_reference_page_example_holds() {
+        let page = include_str!("../../docs/ceiling.md");
+        let blocks: Vec<&str> = page
+            .split("```")
+            .skip(1)
+            .step_by(2)
+            .map(|block| block.split_once('\n').map_or("", |(_, body)| body))
+            .collect();
+        let ceiling = Ceiling::from_toml(blocks[0], "docs ceiling").unwrap();
+        let policy = Policy::from_toml(blocks[2], "docs policy").unwrap();
+        let found: Vec<String> = ceiling
+            .check(&policy)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found, blocks[3].lines().collect::<Vec<_>>());
+    }
+
     #[test]
     fn ceiling_errors_name_their_line() {
         let err = |text: &str| {
