@@ -411,7 +411,9 @@ impl Ceiling {
             let item = format!("http.allow[{i}]");
             let path = [Key("http"), Key("allow"), Index(i)];
 
-            if let Some(most) = pattern_over(&config.url, &allowed, &self.http.allow) {
+            if let Some(most) =
+                pattern_over(&config.url, &allowed, &self.http.allow, "no outbound HTTP")
+            {
                 let line = check.line(&[&path[..], &[Key("url")]].concat(), entry_line, false);
                 check.push(
                     format!("{item}.url"),
@@ -520,7 +522,7 @@ impl Ceiling {
                 ),
             };
             for (j, destination) in config.destinations.iter().enumerate() {
-                if let Some(most) = pattern_over(destination, &patterns, texts) {
+                if let Some(most) = pattern_over(destination, &patterns, texts, "no destinations") {
                     let line = check.line(
                         &[&path[..], &[Key("destinations"), Index(j)]].concat(),
                         table_line,
@@ -548,10 +550,15 @@ impl Ceiling {
 }
 
 /// Why `text`, a policy URL pattern, is not within one of `allowed` (parsed from
-/// `allowed_texts`), in words; `None` when it is.
-fn pattern_over(text: &str, allowed: &[UrlPattern], allowed_texts: &[String]) -> Option<String> {
+/// `allowed_texts`), in words; `None` when it is. `none` says what an empty list means.
+fn pattern_over(
+    text: &str,
+    allowed: &[UrlPattern],
+    allowed_texts: &[String],
+    none: &str,
+) -> Option<String> {
     let within = if allowed_texts.is_empty() {
-        "no outbound HTTP".to_owned()
+        none.to_owned()
     } else {
         format!("within one of {}", quoted_list(allowed_texts))
     };
@@ -968,6 +975,23 @@ source = \"env:STRAY\"
                 r#"secrets.stray.source = "env:STRAY" (line 15) is over the tenant's ceiling: no secret named "stray""#,
             ]
         );
+    }
+
+    #[test]
+    fn a_secret_may_go_nowhere_the_ceiling_does_not_allow() {
+        let ceiling =
+            Ceiling::from_toml("[secrets]\nt = { source = \"env:T\" }\n", "c.toml").unwrap();
+        let policy = Policy::from_toml(
+            "[secrets.t]\nsource = \"env:T\"\ndestinations = [\"https://api.example.com/\"]\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            ceiling.check(&policy)[0].to_string(),
+            r#"secrets.t.destinations[0] = "https://api.example.com/" (line 3) is over the tenant's ceiling: no destinations"#
+        );
+        let without = Policy::from_toml("[secrets.t]\nsource = \"env:T\"\n", "p.toml").unwrap();
+        assert_eq!(ceiling.check(&without), []);
     }
 
     /// The reference page's ceiling, example policy and excesses are what the code says.
