@@ -1,11 +1,11 @@
 //! # airlock-core
 //!
 //! The parts of [Airlock](https://example.invalid/airlock) that judge untrusted input
-//! without running it: the per-adapter [`policy`] file, the outbound-HTTP allow-list
-//! ([`http::pattern`], [`http::policy`]) and address rules ([`http::address`]), the secret
-//! leak [`guard`], and the [`contract`] checks on what a guest returned. None of it needs
-//! wasmtime or an async runtime, which is what lets `fuzz/` build these functions with
-//! coverage instrumentation in seconds. The `airlock` crate re-exports what embedders use.
+//! without running it: the per-adapter [`policy`] file, a tenant's [`ceiling`] over it,
+//! the outbound-HTTP allow-list ([`http::pattern`], [`http::policy`]) and address rules
+//! ([`http::address`]), the secret leak [`guard`], and the [`contract`] checks on what a
+//! guest returned. None of it needs wasmtime or an async runtime, which is what lets
+//! `fuzz/` build these functions with coverage instrumentation in seconds. The `airlock` crate re-exports what embedders use.
 //!
 //! ```
 //! use airlock_core::policy::Policy;
@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod ceiling;
 pub mod contract;
 pub mod guard;
 pub mod http;

@@ -252,115 +252,204 @@ impl Limits {
         }
     }
 
-    /// Check every limit against its allowed range and the runtime's ceilings;
+    /// Every limit with its key (`limits.fuel`) and the range a policy may give it;
     /// `max_memory_bytes` is the runtime's memory ceiling per instance.
-    pub fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
-        let checks: [(&str, u64, u64, u64); 20] = [
-            (
+    pub fn bounds(&self, max_memory_bytes: u64) -> [Bound; 20] {
+        [
+            Bound::new(
                 "limits.max_concurrent_calls",
                 u64::from(self.max_concurrent_calls),
                 1,
                 100_000,
             ),
-            (
+            Bound::new(
                 "limits.breaker_failures",
                 u64::from(self.breaker_failures),
                 1,
                 1_000_000,
             ),
-            (
+            Bound::new(
                 "limits.breaker_cooldown_ms",
                 self.breaker_cooldown_ms,
                 1,
                 24 * 3600 * 1000,
             ),
-            ("limits.fuel", self.fuel, 10_000, 1 << 50),
-            (
+            Bound::new("limits.fuel", self.fuel, 10_000, 1 << 50),
+            Bound::new(
                 "limits.memory_mib",
                 self.memory_mib,
                 1,
                 max_memory_bytes / (1024 * 1024),
             ),
-            ("limits.deadline_ms", self.deadline_ms, 1, 15 * 60 * 1000),
-            ("limits.table_elements", self.table_elements, 16, 10_000_000),
-            (
+            Bound::new("limits.deadline_ms", self.deadline_ms, 1, 15 * 60 * 1000),
+            Bound::new("limits.table_elements", self.table_elements, 16, 10_000_000),
+            Bound::new(
                 "limits.max_output_bytes",
                 self.max_output_bytes,
                 1024,
                 64 * 1024 * 1024,
             ),
-            (
+            Bound::new(
                 "limits.max_json_bytes",
                 self.max_json_bytes,
                 2,
                 16 * 1024 * 1024,
             ),
             // serde_json refuses documents deeper than 128 whatever the policy says.
-            (
+            Bound::new(
                 "limits.max_json_depth",
                 u64::from(self.max_json_depth),
                 1,
                 128,
             ),
-            ("limits.stdio_bytes", self.stdio_bytes, 0, 16 * 1024 * 1024),
+            Bound::new("limits.stdio_bytes", self.stdio_bytes, 0, 16 * 1024 * 1024),
             // What a guest may make the host keep per call: bounded so that no policy
             // lets one call hold gigabytes of logs or progress.
-            (
+            Bound::new(
                 "limits.log_records",
                 u64::from(self.log_records),
                 0,
                 100_000,
             ),
-            (
+            Bound::new(
                 "limits.log_line_bytes",
                 u64::from(self.log_line_bytes),
                 16,
                 1024 * 1024,
             ),
-            (
+            Bound::new(
                 "limits.progress_reports",
                 u64::from(self.progress_reports),
                 0,
                 100_000,
             ),
-            (
+            Bound::new(
                 "limits.state_ops_per_call",
                 u64::from(self.state_ops_per_call),
                 1,
                 1_000_000,
             ),
-            (
+            Bound::new(
                 "limits.state_value_bytes",
                 self.state_value_bytes,
                 1,
                 16 * 1024 * 1024,
             ),
-            (
+            Bound::new(
                 "limits.state_key_bytes",
                 u64::from(self.state_key_bytes),
                 1,
                 4096,
             ),
-            ("limits.state_keys", self.state_keys, 1, 100_000_000),
-            (
+            Bound::new("limits.state_keys", self.state_keys, 1, 100_000_000),
+            Bound::new(
                 "limits.max_instance_id_bytes",
                 u64::from(self.max_instance_id_bytes),
                 1,
                 65_536,
             ),
-            (
+            Bound::new(
                 "limits.max_credential_ttl_secs",
                 self.max_credential_ttl_secs,
                 1,
                 31 * 24 * 3600,
             ),
-        ];
-        for (name, value, min, max) in checks {
-            if value < min || value > max {
-                return Err(format!("{name} = {value} is out of range ({min} to {max})"));
-            }
+        ]
+    }
+
+    /// Check every limit against its allowed range and the runtime's ceilings;
+    /// `max_memory_bytes` is the runtime's memory ceiling per instance.
+    pub fn validate(&self, max_memory_bytes: u64) -> Result<(), String> {
+        self.bounds(max_memory_bytes)
+            .iter()
+            .try_for_each(Bound::check)
+    }
+}
+
+impl HttpConfig {
+    /// Every numeric field with its key (`http.max_url_bytes`) and the range a policy may
+    /// give it.
+    pub fn bounds(&self) -> [Bound; 7] {
+        [
+            Bound::new(
+                "http.max_requests_per_call",
+                u64::from(self.max_requests_per_call),
+                1,
+                10_000,
+            ),
+            Bound::new(
+                "http.max_request_body_bytes",
+                self.max_request_body_bytes,
+                0,
+                64 * 1024 * 1024,
+            ),
+            Bound::new(
+                "http.max_response_body_bytes",
+                self.max_response_body_bytes,
+                1,
+                64 * 1024 * 1024,
+            ),
+            Bound::new(
+                "http.request_timeout_ms",
+                self.request_timeout_ms,
+                1,
+                15 * 60 * 1000,
+            ),
+            Bound::new("http.max_url_bytes", self.max_url_bytes, 64, 64 * 1024),
+            // The `http` crate's header map holds at most 32,768 entries; 1,024 keeps every
+            // policy far from it.
+            Bound::new(
+                "http.max_request_headers",
+                u64::from(self.max_request_headers),
+                1,
+                1024,
+            ),
+            Bound::new(
+                "http.max_request_header_bytes",
+                self.max_request_header_bytes,
+                256,
+                1024 * 1024,
+            ),
+        ]
+    }
+}
+
+/// One numeric field of a policy, with the range the policy validator accepts for it
+/// (both ends inclusive). A tenant's [`Ceiling`](crate::ceiling::Ceiling) caps the same
+/// fields by the same keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// The field's key, `table.field` (`limits.fuel`, `http.max_url_bytes`).
+    pub key: &'static str,
+    /// The policy's value.
+    pub value: u64,
+    /// The least a policy may give it.
+    pub min: u64,
+    /// The most a policy may give it.
+    pub max: u64,
+}
+
+impl Bound {
+    fn new(key: &'static str, value: u64, min: u64, max: u64) -> Bound {
+        Bound {
+            key,
+            value,
+            min,
+            max,
         }
-        Ok(())
+    }
+
+    /// `Err("limits.fuel = 5 is out of range (10000 to 1125899906842624)")` when the value
+    /// is outside the range.
+    pub fn check(&self) -> Result<(), String> {
+        if self.value < self.min || self.value > self.max {
+            Err(format!(
+                "{} = {} is out of range ({} to {})",
+                self.key, self.value, self.min, self.max
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -384,6 +473,11 @@ impl Policy {
             message: format!("cannot read: {e}"),
         })?;
         Policy::from_toml(&text, &origin)
+    }
+
+    /// The TOML text the policy was parsed from; `None` for a policy built in code.
+    pub fn source_text(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 
     /// Where a spanned item starts: `line N`, or `fallback` for a policy built in code.
@@ -411,55 +505,11 @@ impl Policy {
             origin: origin.to_owned(),
             message,
         };
-        let http = &self.http;
-        let checks: [(&str, u64, u64, u64); 7] = [
-            (
-                "http.max_requests_per_call",
-                u64::from(http.max_requests_per_call),
-                1,
-                10_000,
-            ),
-            (
-                "http.max_request_body_bytes",
-                http.max_request_body_bytes,
-                0,
-                64 * 1024 * 1024,
-            ),
-            (
-                "http.max_response_body_bytes",
-                http.max_response_body_bytes,
-                1,
-                64 * 1024 * 1024,
-            ),
-            (
-                "http.request_timeout_ms",
-                http.request_timeout_ms,
-                1,
-                15 * 60 * 1000,
-            ),
-            ("http.max_url_bytes", http.max_url_bytes, 64, 64 * 1024),
-            // The `http` crate's header map holds at most 32,768 entries; 1,024 keeps every
-            // policy far from it.
-            (
-                "http.max_request_headers",
-                u64::from(http.max_request_headers),
-                1,
-                1024,
-            ),
-            (
-                "http.max_request_header_bytes",
-                http.max_request_header_bytes,
-                256,
-                1024 * 1024,
-            ),
-        ];
-        for (name, value, min, max) in checks {
-            if value < min || value > max {
-                return Err(fail(format!(
-                    "{name} = {value} is out of range ({min} to {max})"
-                )));
-            }
-        }
+        self.http
+            .bounds()
+            .iter()
+            .try_for_each(Bound::check)
+            .map_err(fail)?;
         if let Some(name) = &self.name {
             validate_name(name).map_err(fail)?;
         }
@@ -484,7 +534,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+pub(crate) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim_end().to_owned();
     match error.span() {
         Some(span) => {

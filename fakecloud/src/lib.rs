@@ -49,7 +49,9 @@
 //! bearer-token check, the rate limit, then its handler. The admin routes need no token and
 //! are neither counted, faulted nor rate limited; they exist because this is a test double.
 
+#[cfg(feature = "cli")]
 mod serve;
+#[cfg(feature = "cli")]
 pub use serve::{ServeArgs, serve};
 
 use std::collections::hash_map::RandomState;

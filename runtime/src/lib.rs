@@ -25,8 +25,8 @@
 //! For the receipt of a call (fuel, memory, wall time, which limit fired) and the guest's
 //! logs, use [`Adapter::invoke`], which returns an [`Invocation`].
 //!
-//! This crate is the runtime alone. The `airlock` command and the conformance checker
-//! (`airlock_cli::conformance`) are the `airlock-cli` crate, so that an embedder compiles
+//! This crate is the runtime alone. The `airlock` command is the `airlock-cli` crate and
+//! the conformance checker the `airlock-conformance` crate, so that an embedder compiles
 //! none of their dependencies (clap, tracing-subscriber, fakecloud) and builds no adapter.
 
 mod adapter;

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use airlock::Policy;
-use airlock_cli::conformance::{self, CheckOptions, Outcome, ProviderChoice, RULES, Report};
+use airlock_conformance::{
+    self as conformance, CheckOptions, Outcome, ProviderChoice, RULES, Report,
+};
 use serde_json::{Value, json};
 
 use crate::common::*;

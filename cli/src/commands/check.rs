@@ -10,7 +10,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::invoke::json_argument;
-use crate::conformance::{self, CheckEvent, CheckOptions, Outcome, ProviderChoice, Report};
+use airlock_conformance::{
+    self as conformance, CheckEvent, CheckOptions, Outcome, ProviderChoice, Report,
+};
 
 /// Exit status when a rule failed, or with `--strict` was not judged.
 const EXIT_FAILED: u8 = 1;

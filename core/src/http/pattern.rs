@@ -131,6 +131,45 @@ impl UrlPattern {
         self.mismatch(url).is_none()
     }
 
+    /// Whether every URL this pattern matches is matched by `outer` too: the same scheme
+    /// and port; the same host, or an `outer` wildcard `*.suffix` over this pattern's host
+    /// (exact or itself a wildcard) that ends in `.suffix`; and this pattern's path prefix
+    /// at or under `outer`'s on a segment boundary. An exact host is never within a
+    /// different exact host, even one its DNS would resolve alike, and a wildcard is never
+    /// within an exact host: when in doubt, it is not within.
+    ///
+    /// ```
+    /// use airlock_core::http::pattern::UrlPattern;
+    /// let outer = UrlPattern::parse("https://*.example.com/v1")?;
+    /// assert!(UrlPattern::parse("https://api.example.com/v1/databases")?.within(&outer));
+    /// assert!(UrlPattern::parse("https://*.eu.example.com/v1/")?.within(&outer));
+    /// assert!(!UrlPattern::parse("https://api.example.com/v10")?.within(&outer));
+    /// assert!(!UrlPattern::parse("https://example.com/v1")?.within(&outer));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn within(&self, outer: &UrlPattern) -> bool {
+        let host_within = match (&self.host, &outer.host) {
+            (HostPattern::Exact(inner), HostPattern::Exact(outer)) => inner == outer,
+            (HostPattern::Exact(inner), HostPattern::Subdomains(suffix)) => {
+                inner.len() > suffix.len() && inner.ends_with(suffix.as_str())
+            }
+            // `.a.example.com` within `.example.com`: both suffixes start with a dot, so
+            // the match is on a label boundary, and every host under the inner one has a
+            // label before `.example.com`.
+            (HostPattern::Subdomains(inner), HostPattern::Subdomains(suffix)) => {
+                inner.ends_with(suffix.as_str())
+            }
+            (HostPattern::Subdomains(_), HostPattern::Exact(_)) => false,
+        };
+        self.scheme == outer.scheme
+            && self.port == outer.port
+            && host_within
+            // The inner prefix is itself a path the inner pattern matches, and every path
+            // it matches is at or under it, so this is exactly "all of them are under the
+            // outer prefix".
+            && path_within(&self.path_prefix, &outer.path_prefix)
+    }
+
     /// The port a request must use.
     pub fn port(&self) -> u16 {
         self.port
@@ -259,6 +298,79 @@ mod tests {
             err("https://exa mple.com/")
                 .starts_with("\"https://exa mple.com/\" is not a valid URL")
         );
+    }
+
+    #[test]
+    fn within_is_scheme_port_host_and_path_containment() {
+        let within = |inner: &str, outer: &str| {
+            UrlPattern::parse(inner)
+                .unwrap()
+                .within(&UrlPattern::parse(outer).unwrap())
+        };
+        assert!(within(
+            "https://api.example.com/v1",
+            "https://api.example.com/v1"
+        ));
+        assert!(within(
+            "https://API.example.com:443/v1/x",
+            "https://api.example.com/v1"
+        ));
+        assert!(within(
+            "https://api.example.com/v1/",
+            "https://api.example.com/v1"
+        ));
+        assert!(within(
+            "https://api.example.com/v1/x",
+            "https://api.example.com/v1/"
+        ));
+        assert!(within(
+            "https://api.example.com/v1",
+            "https://api.example.com/"
+        ));
+        assert!(within(
+            "https://api.example.com/v1",
+            "https://*.example.com/"
+        ));
+        assert!(within("https://a.b.example.com/", "https://*.example.com/"));
+        assert!(within("https://*.b.example.com/", "https://*.example.com/"));
+        assert!(within("https://*.example.com/", "https://*.example.com/"));
+        // `/v1` matches `/v1` itself, which `/v1/` does not.
+        assert!(!within(
+            "https://api.example.com/v1",
+            "https://api.example.com/v1/"
+        ));
+        assert!(!within(
+            "https://api.example.com/v10",
+            "https://api.example.com/v1"
+        ));
+        assert!(!within(
+            "https://api.example.com/",
+            "https://api.example.com/v1"
+        ));
+        assert!(!within(
+            "http://api.example.com/v1",
+            "https://api.example.com/v1"
+        ));
+        assert!(!within(
+            "https://api.example.com:8443/v1",
+            "https://api.example.com/v1"
+        ));
+        assert!(!within("https://example.com/", "https://*.example.com/"));
+        assert!(!within("https://badexample.com/", "https://*.example.com/"));
+        assert!(!within(
+            "https://*.example.com/",
+            "https://*.b.example.com/"
+        ));
+        assert!(!within(
+            "https://*.example.com/",
+            "https://api.example.com/"
+        ));
+        assert!(!within(
+            "https://api.example.com.evil.net/",
+            "https://*.example.com/"
+        ));
+        assert!(within("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/"));
+        assert!(!within("http://127.0.0.2:8080/", "http://127.0.0.1:8080/"));
     }
 
     #[test]

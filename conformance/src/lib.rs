@@ -1,5 +1,7 @@
-//! The conformance checker behind `airlock check`: it runs an adapter through the
-//! contract's rules in a sandbox of its own and says, rule by rule, what held and what did
+//! # airlock-conformance
+//!
+//! The conformance checker behind `airlock check` (and, next, the service's admission
+//! step): it runs an adapter through the contract's rules in a sandbox of its own and says, rule by rule, what held and what did
 //! not, with the evidence.
 //!
 //! Every effect of an adapter goes through a host import, so the checker can test the
@@ -11,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), airlock::Error> {
-//! use airlock_cli::conformance::{self, CheckOptions};
+//! use airlock_conformance::{self as conformance, CheckOptions};
 //! let wasm = std::fs::read("example_adapter.wasm").unwrap();
 //! let options = CheckOptions::new(serde_json::json!({ "region": "eu-west-1", "stepMillis": 0 }));
 //! let report = conformance::check(&wasm, "example_adapter.wasm", airlock::Policy::default(), options, &mut |_| {}).await?;
