@@ -1120,7 +1120,14 @@ mod tests {
                  UPDATE idempotency SET expires_at = expires_at - {ago}, lease_until = lease_until - {ago},
                      created_at = created_at - {ago};
                  UPDATE destroyed SET expires_at = expires_at - {ago}, destroyed_at = destroyed_at - {ago};
-                 UPDATE namespaces SET bound_at = bound_at - {ago};"
+                 UPDATE namespaces SET bound_at = bound_at - {ago};
+                 UPDATE tenants SET created_at = created_at - {ago}, key_set_at = key_set_at - {ago};
+                 UPDATE adapter_versions SET created_at = created_at - {ago};
+                 UPDATE active_versions SET set_at = set_at - {ago};
+                 UPDATE instances SET created_at = created_at - {ago},
+                     destroyed_at = destroyed_at - {ago};
+                 UPDATE events SET at = at - {ago};
+                 UPDATE call_records SET at = at - {ago}, expires_at = expires_at - {ago};"
             ))
             .await
             .unwrap();
@@ -1137,6 +1144,21 @@ mod tests {
         let two = PostgresStorage::connect_blocking(&db.url).unwrap();
         let pool = one.pool.clone();
         super::super::suite::run(&one, &two, &move |age| {
+            Box::pin(age_postgres(pool.clone(), age))
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_service_suite_passes_on_postgres() {
+        let Some(admin) = test_url("the_service_suite_passes_on_postgres") else {
+            return;
+        };
+        let db = TestDatabase::create(&admin);
+        let one = PostgresStorage::connect_blocking(&db.url).unwrap();
+        let two = PostgresStorage::connect_blocking(&db.url).unwrap();
+        let pool = one.pool.clone();
+        super::super::service_suite::run(&one, &two, &move |age| {
             Box::pin(age_postgres(pool.clone(), age))
         })
         .await;
