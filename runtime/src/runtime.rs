@@ -19,9 +19,7 @@ use crate::engine::{EngineSettings, build_engine, spawn_epoch_ticker};
 use crate::error::Error;
 use crate::policy::{Policy, validate_name};
 use crate::storage::sqlite::SqliteDb;
-use crate::storage::{
-    DEFAULT_TENANT, DatabaseUrl, NamespaceOwner, Scope, ServiceStore, Storage,
-};
+use crate::storage::{DEFAULT_TENANT, DatabaseUrl, NamespaceOwner, Scope, ServiceStore, Storage};
 
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]

@@ -45,12 +45,19 @@ fn other(tenant: &str) -> String {
 async fn tenants(one: &dyn ServiceStore, two: &dyn ServiceStore, prefix: &str) {
     let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
     // Created out of order: the listing is by name.
-    assert!(one.tenant_create(&b, "key-b", Some("[limits]")).await.unwrap());
+    assert!(
+        one.tenant_create(&b, "key-b", Some("[limits]"))
+            .await
+            .unwrap()
+    );
     assert!(one.tenant_create(&a, "key-a", None).await.unwrap());
     // A name is created once, from either node; the first tenant keeps its key.
     assert!(!two.tenant_create(&a, "key-x", None).await.unwrap());
     let stored = two.tenant(&a).await.unwrap().unwrap();
-    assert_eq!((stored.name.as_str(), stored.ceiling.as_deref()), (a.as_str(), None));
+    assert_eq!(
+        (stored.name.as_str(), stored.ceiling.as_deref()),
+        (a.as_str(), None)
+    );
     assert!(stored.created_ms > 0);
     assert_eq!(stored.key_set_ms, stored.created_ms);
     let listed: Vec<(String, Option<String>)> = two
@@ -72,13 +79,20 @@ async fn tenants(one: &dyn ServiceStore, two: &dyn ServiceStore, prefix: &str) {
     );
     assert_eq!(two.tenant_by_key("key-x").await.unwrap(), None);
     // Two tenants never share a key hash.
-    assert!(two.tenant_create(&other(prefix), "key-a", None).await.is_err());
+    assert!(
+        two.tenant_create(&other(prefix), "key-a", None)
+            .await
+            .is_err()
+    );
     assert_eq!(one.tenant(&other(prefix)).await.unwrap(), None);
     // A rotated key: the old hash finds no one.
     assert!(one.tenant_set_key(&a, "key-a2").await.unwrap());
     assert_eq!(two.tenant_by_key("key-a").await.unwrap(), None);
     let (rotated, hash) = two.tenant_by_key("key-a2").await.unwrap().unwrap();
-    assert_eq!((rotated.name.as_str(), hash.as_str()), (a.as_str(), "key-a2"));
+    assert_eq!(
+        (rotated.name.as_str(), hash.as_str()),
+        (a.as_str(), "key-a2")
+    );
     assert_eq!(rotated.created_ms, stored.created_ms);
     assert!(rotated.key_set_ms >= stored.key_set_ms);
     // The ceiling is set and cleared; the other tenant's is untouched.
@@ -116,7 +130,11 @@ fn new_version(tenant: &str, adapter: &str, version: &str, component: &[u8]) -> 
 }
 
 /// An adapter's version labels, oldest first, and its active one.
-async fn labels(store: &dyn ServiceStore, tenant: &str, adapter: &str) -> (Vec<String>, Option<String>) {
+async fn labels(
+    store: &dyn ServiceStore,
+    tenant: &str,
+    adapter: &str,
+) -> (Vec<String>, Option<String>) {
     let entry = store.adapter(tenant, adapter).await.unwrap().unwrap();
     let versions = entry.versions.into_iter().map(|v| v.version).collect();
     (versions, entry.active)
@@ -162,7 +180,10 @@ async fn versions(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
     let second = new_version(t, "a", "2.0", b"component two, longer");
     let other_adapter = new_version(t, "b", "0.1", b"b");
     assert_eq!(two.version_put(&second).await.unwrap(), PutVersion::Created);
-    assert_eq!(one.version_put(&other_adapter).await.unwrap(), PutVersion::Created);
+    assert_eq!(
+        one.version_put(&other_adapter).await.unwrap(),
+        PutVersion::Created
+    );
     // Oldest first, with their sizes; no version active until one is chosen.
     let entry = one.adapter(t, "a").await.unwrap().unwrap();
     assert_eq!(entry.active, None);
@@ -171,7 +192,10 @@ async fn versions(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
         .iter()
         .map(|v| (v.version.as_str(), v.size, v.has_recording, v.admitted))
         .collect();
-    assert_eq!(sizes, vec![("1.0", 13, true, true), ("2.0", 21, false, false)]);
+    assert_eq!(
+        sizes,
+        vec![("1.0", 13, true, true), ("2.0", 21, false, false)]
+    );
     assert_eq!(entry.versions[0], info);
     // Activation needs a version of that adapter.
     assert!(!one.set_active(t, "a", "9.9").await.unwrap());
@@ -267,48 +291,103 @@ async fn instances(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
     two.instance_put(&replay).await.unwrap();
     let stored = two.instance(t, "a", "i-1").await.unwrap().unwrap();
     assert_eq!(
-        (stored.version.as_str(), stored.config.as_str(), stored.status.as_deref()),
+        (
+            stored.version.as_str(),
+            stored.config.as_str(),
+            stored.status.as_deref()
+        ),
         ("1.0", "{\"name\":\"i-1\"}", Some("PENDING"))
     );
     assert!(stored.created_ms > 0);
     assert_eq!(stored.destroyed_ms, None);
-    assert!(two.instance_set_status(t, "a", "i-1", "RUNNING").await.unwrap());
+    assert!(
+        two.instance_set_status(t, "a", "i-1", "RUNNING")
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        one.instance(t, "a", "i-1").await.unwrap().unwrap().status.as_deref(),
+        one.instance(t, "a", "i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_deref(),
         Some("RUNNING")
     );
-    assert!(!one.instance_set_status(t, "a", "i-9", "RUNNING").await.unwrap());
+    assert!(
+        !one.instance_set_status(t, "a", "i-9", "RUNNING")
+            .await
+            .unwrap()
+    );
     assert_eq!(one.instance(t, "b", "i-1").await.unwrap(), None);
 
     // Another tenant naming the instance sees nothing and changes nothing.
     assert_eq!(two.instance(u, "a", "i-1").await.unwrap(), None);
-    assert!(!two.instance_set_status(u, "a", "i-1", "FAILED").await.unwrap());
+    assert!(
+        !two.instance_set_status(u, "a", "i-1", "FAILED")
+            .await
+            .unwrap()
+    );
     assert!(!two.instance_destroyed(u, "a", "i-1").await.unwrap());
-    assert!(two.instances(u, &InstanceFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
+    assert!(
+        two.instances(
+            u,
+            &InstanceFilter {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
     let untouched = one.instance(t, "a", "i-1").await.unwrap().unwrap();
     assert_eq!(
         (untouched.status.as_deref(), untouched.destroyed_ms),
         (Some("RUNNING"), None)
     );
     // Its own instance of the same id is its own.
-    two.instance_put(&instance(u, "a", "i-1", Some("FAILED"))).await.unwrap();
+    two.instance_put(&instance(u, "a", "i-1", Some("FAILED")))
+        .await
+        .unwrap();
     assert_eq!(
-        one.instance(t, "a", "i-1").await.unwrap().unwrap().status.as_deref(),
+        one.instance(t, "a", "i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_deref(),
         Some("RUNNING")
     );
 
     // Destroyed: recorded the first time only.
     assert!(one.instance_destroyed(t, "a", "i-1").await.unwrap());
-    let destroyed = two.instance(t, "a", "i-1").await.unwrap().unwrap().destroyed_ms;
+    let destroyed = two
+        .instance(t, "a", "i-1")
+        .await
+        .unwrap()
+        .unwrap()
+        .destroyed_ms;
     assert!(destroyed.is_some_and(|at| at >= stored.created_ms));
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(two.instance_destroyed(t, "a", "i-1").await.unwrap());
     assert_eq!(
-        one.instance(t, "a", "i-1").await.unwrap().unwrap().destroyed_ms,
+        one.instance(t, "a", "i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .destroyed_ms,
         destroyed
     );
     assert!(!two.instance_destroyed(t, "a", "i-9").await.unwrap());
-    assert_eq!(two.instance(u, "a", "i-1").await.unwrap().unwrap().destroyed_ms, None);
+    assert_eq!(
+        two.instance(u, "a", "i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .destroyed_ms,
+        None
+    );
 
     // Listing: by (adapter, instance id), filtered, paged without a row twice or missing.
     let mut expected = vec![("a".to_owned(), "i-1".to_owned())];
@@ -325,14 +404,30 @@ async fn instances(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
     expected.sort();
     let everything = InstanceFilter::default();
     for page in [1, 3, 8, 100] {
-        assert_eq!(all_pages(two, t, &everything, page).await, expected, "page {page}");
+        assert_eq!(
+            all_pages(two, t, &everything, page).await,
+            expected,
+            "page {page}"
+        );
     }
     let first_three = one
-        .instances(t, &InstanceFilter { limit: 3, ..Default::default() })
+        .instances(
+            t,
+            &InstanceFilter {
+                limit: 3,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(first_three[0], one.instance(t, "a", "i-1").await.unwrap().unwrap());
-    assert!(one.instances(t, &everything).await.unwrap().is_empty(), "limit 0");
+    assert_eq!(
+        first_three[0],
+        one.instance(t, "a", "i-1").await.unwrap().unwrap()
+    );
+    assert!(
+        one.instances(t, &everything).await.unwrap().is_empty(),
+        "limit 0"
+    );
     let of_b = InstanceFilter {
         adapter: Some("b".into()),
         ..Default::default()
@@ -344,13 +439,21 @@ async fn instances(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
         ..of_b.clone()
     };
     let listed = one
-        .instances(t, &InstanceFilter { limit: 100, ..running_b })
+        .instances(
+            t,
+            &InstanceFilter {
+                limit: 100,
+                ..running_b
+            },
+        )
         .await
         .unwrap();
     assert!(!listed.is_empty());
-    assert!(listed
-        .iter()
-        .all(|i| i.adapter == "b" && i.status.as_deref() == Some("RUNNING") && i.tenant == *t));
+    assert!(
+        listed
+            .iter()
+            .all(|i| i.adapter == "b" && i.status.as_deref() == Some("RUNNING") && i.tenant == *t)
+    );
     let succeeded = InstanceFilter {
         status: Some("SUCCESS".into()),
         ..Default::default()
@@ -416,10 +519,23 @@ async fn events(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(limited, seqs[1..3]);
-    assert!(one.events_after(t, "a", "i-1", seqs[5], 100).await.unwrap().is_empty());
-    assert_eq!(one.events_after(t, "a", "i-2", 0, 100).await.unwrap().len(), 6);
+    assert!(
+        one.events_after(t, "a", "i-1", seqs[5], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        one.events_after(t, "a", "i-2", 0, 100).await.unwrap().len(),
+        6
+    );
     // Another tenant naming the instance reads nothing; its appends are its own.
-    assert!(two.events_after(u, "a", "i-1", 0, 100).await.unwrap().is_empty());
+    assert!(
+        two.events_after(u, "a", "i-1", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let theirs = two.event_append(u, "a", "i-1", "log", "{}").await.unwrap();
     assert!(theirs > seqs[5]);
     assert_eq!(
@@ -514,7 +630,9 @@ async fn calls(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str, age: Age
     let u = &other(t);
     let window = Duration::from_secs(60);
     one.call_put(&call_record(t, "c-1"), window).await.unwrap();
-    one.call_put(&call_record(t, "c-long"), window * 10).await.unwrap();
+    one.call_put(&call_record(t, "c-long"), window * 10)
+        .await
+        .unwrap();
     assert_eq!(
         call_without_time(two, t, "c-1").await,
         Some(call_record(t, "c-1"))
@@ -547,9 +665,12 @@ async fn purge(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str, age: Age
     let batch = 3;
     for n in 0..5 {
         one.event_append(t, "a", "i-1", "log", "{}").await.unwrap();
-        two.call_put(&call_record(t, &format!("old-{n}")), Duration::from_secs(60))
-            .await
-            .unwrap();
+        two.call_put(
+            &call_record(t, &format!("old-{n}")),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     }
     age(keep_events + Duration::from_secs(1)).await;
     let fresh = one.event_append(t, "a", "i-1", "log", "{}").await.unwrap();

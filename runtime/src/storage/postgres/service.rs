@@ -151,7 +151,11 @@ async fn tenants_where(
     params: Params<'_>,
 ) -> StorageResult<Vec<(Tenant, String)>> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {condition} ORDER BY name");
-    Ok(rows(client, &sql, params).await?.iter().map(tenant_row).collect())
+    Ok(rows(client, &sql, params)
+        .await?
+        .iter()
+        .map(tenant_row)
+        .collect())
 }
 
 /// `tenant`'s adapters (`Some(adapter)`: that one only) with their versions.
@@ -324,7 +328,11 @@ impl ServiceStore for PostgresStorage {
         key_sha256: &str,
         ceiling: Option<&str>,
     ) -> StorageResult<bool> {
-        let (name, key, ceiling) = (name.to_owned(), key_sha256.to_owned(), ceiling.map(str::to_owned));
+        let (name, key, ceiling) = (
+            name.to_owned(),
+            key_sha256.to_owned(),
+            ceiling.map(str::to_owned),
+        );
         self.run_named(move |client| async move {
             let created = execute(
                 &client,
@@ -359,7 +367,9 @@ impl ServiceStore for PostgresStorage {
     async fn tenant_by_key(&self, key_sha256: &str) -> StorageResult<Option<(Tenant, String)>> {
         let key = key_sha256.to_owned();
         self.run_named(move |client| async move {
-            Ok(tenants_where(&client, "key_sha256 = $1", &[&key]).await?.pop())
+            Ok(tenants_where(&client, "key_sha256 = $1", &[&key])
+                .await?
+                .pop())
         })
         .await
     }
@@ -445,7 +455,8 @@ impl ServiceStore for PostgresStorage {
         adapter: &str,
         version: &str,
     ) -> StorageResult<Option<(VersionInfo, Vec<u8>)>> {
-        let (tenant, adapter, version) = (tenant.to_owned(), adapter.to_owned(), version.to_owned());
+        let (tenant, adapter, version) =
+            (tenant.to_owned(), adapter.to_owned(), version.to_owned());
         self.run_named(move |client| async move {
             let found = row(
                 &client,
@@ -476,7 +487,8 @@ impl ServiceStore for PostgresStorage {
     }
 
     async fn set_active(&self, tenant: &str, adapter: &str, version: &str) -> StorageResult<bool> {
-        let (tenant, adapter, version) = (tenant.to_owned(), adapter.to_owned(), version.to_owned());
+        let (tenant, adapter, version) =
+            (tenant.to_owned(), adapter.to_owned(), version.to_owned());
         self.run_named(move |client| async move {
             // Written only if the version exists: the SELECT gives the row or none.
             let written = execute(
@@ -538,7 +550,11 @@ impl ServiceStore for PostgresStorage {
         adapter: &str,
         instance_id: &str,
     ) -> StorageResult<Option<InstanceRecord>> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         self.run_named(move |client| async move {
             let found = row(
                 &client,
@@ -561,7 +577,11 @@ impl ServiceStore for PostgresStorage {
         instance_id: &str,
         status: &str,
     ) -> StorageResult<bool> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         let status = status.to_owned();
         self.run_named(move |client| async move {
             let updated = execute(
@@ -582,7 +602,11 @@ impl ServiceStore for PostgresStorage {
         adapter: &str,
         instance_id: &str,
     ) -> StorageResult<bool> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         self.run_named(move |client| async move {
             let updated = execute(
                 &client,
@@ -637,7 +661,11 @@ impl ServiceStore for PostgresStorage {
         kind: &str,
         data: &str,
     ) -> StorageResult<i64> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         let (kind, data) = (kind.to_owned(), data.to_owned());
         // The notification's payload, which is also the instance's lock key.
         let payload = serde_json::to_string(&key)
@@ -665,7 +693,11 @@ impl ServiceStore for PostgresStorage {
         after: i64,
         limit: u32,
     ) -> StorageResult<Vec<Event>> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         self.run_named(move |client| async move {
             let found = rows(
                 &client,

@@ -119,9 +119,7 @@ fn rows<T>(
     params: &[&dyn ToSql],
     read: fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    conn.prepare_cached(sql)?
-        .query_map(params, read)?
-        .collect()
+    conn.prepare_cached(sql)?.query_map(params, read)?.collect()
 }
 
 /// The one row `sql` selects, if any.
@@ -208,7 +206,11 @@ impl ServiceStore for SqliteStorage {
         key_sha256: &str,
         ceiling: Option<&str>,
     ) -> StorageResult<bool> {
-        let (name, key, ceiling) = (name.to_owned(), key_sha256.to_owned(), ceiling.map(str::to_owned));
+        let (name, key, ceiling) = (
+            name.to_owned(),
+            key_sha256.to_owned(),
+            ceiling.map(str::to_owned),
+        );
         self.run_quick(move |conn| {
             let now = now_ms();
             changed(
@@ -320,7 +322,8 @@ impl ServiceStore for SqliteStorage {
         adapter: &str,
         version: &str,
     ) -> StorageResult<Option<(VersionInfo, Vec<u8>)>> {
-        let (tenant, adapter, version) = (tenant.to_owned(), adapter.to_owned(), version.to_owned());
+        let (tenant, adapter, version) =
+            (tenant.to_owned(), adapter.to_owned(), version.to_owned());
         self.run_long(move |conn| {
             row(
                 conn,
@@ -343,11 +346,13 @@ impl ServiceStore for SqliteStorage {
 
     async fn adapters(&self, tenant: &str) -> StorageResult<Vec<AdapterEntry>> {
         let tenant = tenant.to_owned();
-        self.run_long(move |conn| adapters_of(conn, &tenant, None)).await
+        self.run_long(move |conn| adapters_of(conn, &tenant, None))
+            .await
     }
 
     async fn set_active(&self, tenant: &str, adapter: &str, version: &str) -> StorageResult<bool> {
-        let (tenant, adapter, version) = (tenant.to_owned(), adapter.to_owned(), version.to_owned());
+        let (tenant, adapter, version) =
+            (tenant.to_owned(), adapter.to_owned(), version.to_owned());
         self.run_quick(move |conn| {
             // Written only if the version exists: the SELECT gives the row or none.
             changed(
@@ -406,7 +411,11 @@ impl ServiceStore for SqliteStorage {
         adapter: &str,
         instance_id: &str,
     ) -> StorageResult<Option<InstanceRecord>> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         self.run_quick(move |conn| {
             row(
                 conn,
@@ -428,7 +437,11 @@ impl ServiceStore for SqliteStorage {
         instance_id: &str,
         status: &str,
     ) -> StorageResult<bool> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         let status = status.to_owned();
         self.run_quick(move |conn| {
             changed(
@@ -447,7 +460,11 @@ impl ServiceStore for SqliteStorage {
         adapter: &str,
         instance_id: &str,
     ) -> StorageResult<bool> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         self.run_quick(move |conn| {
             changed(
                 conn,
@@ -499,7 +516,11 @@ impl ServiceStore for SqliteStorage {
         kind: &str,
         data: &str,
     ) -> StorageResult<i64> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         let (kind, data) = (kind.to_owned(), data.to_owned());
         let appended = key.clone();
         let seq = self
@@ -531,7 +552,11 @@ impl ServiceStore for SqliteStorage {
         after: i64,
         limit: u32,
     ) -> StorageResult<Vec<Event>> {
-        let key = [tenant.to_owned(), adapter.to_owned(), instance_id.to_owned()];
+        let key = [
+            tenant.to_owned(),
+            adapter.to_owned(),
+            instance_id.to_owned(),
+        ];
         self.run_long(move |conn| {
             rows(
                 conn,
