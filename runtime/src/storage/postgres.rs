@@ -1164,6 +1164,79 @@ mod tests {
         .await;
     }
 
+    /// How many connections to `url`'s database sit listening for event wake-ups.
+    async fn listeners(url: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let count = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query = 'LISTEN airlock_events'
+                 AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        drop(client);
+        let _ = connection.await;
+        count
+    }
+
+    #[tokio::test]
+    async fn the_event_listener_reconnects_and_stops_with_its_storage() {
+        use crate::storage::service::{ServiceStore, Wakeup};
+        use crate::storage::service_suite::next_wakeup;
+        let Some(admin) = test_url("the_event_listener_reconnects_and_stops_with_its_storage")
+        else {
+            return;
+        };
+        let db = TestDatabase::create(&admin);
+        let storage = PostgresStorage::connect_blocking(&db.url).unwrap();
+        // Nothing listens until wake-ups are asked for; then one connection does, and says
+        // so once it listens.
+        assert_eq!(listeners(&db.url).await, 0);
+        let mut wakeups = storage.event_wakeups();
+        assert_eq!(next_wakeup(&mut wakeups).await, Wakeup::Missed);
+        let _second = storage.event_wakeups();
+        assert_eq!(listeners(&db.url).await, 1);
+        // The server drops the listener's connection: it connects again, says that
+        // wake-ups were missed, and hears appends again.
+        sql(
+            &db.url,
+            &["SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE datname = current_database() AND query = 'LISTEN airlock_events'"
+                .into()],
+        );
+        assert_eq!(next_wakeup(&mut wakeups).await, Wakeup::Missed);
+        storage
+            .event_append("t", "a", "i-1", "log", "{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            next_wakeup(&mut wakeups).await,
+            Wakeup::Appended {
+                tenant: "t".into(),
+                adapter: "a".into(),
+                instance_id: "i-1".into()
+            }
+        );
+        // Dropping the storage stops the listener and closes its connection.
+        drop(storage);
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(5), wakeups.recv()).await,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed))
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while listeners(&db.url).await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener's connection stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[test]
     fn nodes_starting_at_once_migrate_once() {
         let Some(admin) = test_url("nodes_starting_at_once_migrate_once") else {

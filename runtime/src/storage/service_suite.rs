@@ -554,7 +554,7 @@ async fn events(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
 }
 
 /// The next wake-up, or a panic after [`WAKEUP_WAIT`].
-async fn next_wakeup(receiver: &mut tokio::sync::broadcast::Receiver<Wakeup>) -> Wakeup {
+pub(crate) async fn next_wakeup(receiver: &mut tokio::sync::broadcast::Receiver<Wakeup>) -> Wakeup {
     match tokio::time::timeout(WAKEUP_WAIT, receiver.recv()).await {
         Ok(Ok(wakeup)) => wakeup,
         Ok(Err(RecvError::Lagged(_))) => Wakeup::Missed,

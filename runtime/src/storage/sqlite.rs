@@ -1174,6 +1174,45 @@ mod tests {
         assert_eq!(count(), 1);
     }
 
+    #[tokio::test]
+    async fn a_version_5_file_gains_the_service_tables_and_keeps_its_rows() {
+        use crate::storage::service::ServiceStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("airlock.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in [SCHEMA_V3, MIGRATE_V4, MIGRATE_V5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO adapter_state VALUES ('t', 'ns', 'k', x'7631', NULL, 1);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::new(SqliteDb::open(&path).unwrap());
+        let version: i64 = storage
+            .db()
+            .with(|conn| conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(
+            storage
+                .state_get(&Scope::new("t", "ns"), "k")
+                .await
+                .unwrap(),
+            Some(b"v1".to_vec())
+        );
+        assert!(storage.tenant_create("t", "hash", None).await.unwrap());
+        assert_eq!(
+            storage
+                .event_append("t", "a", "i", "log", "{}")
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
     #[test]
     fn a_schema_newer_than_this_build_is_refused() {
         let dir = tempfile::tempdir().unwrap();
