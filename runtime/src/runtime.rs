@@ -563,6 +563,24 @@ fn check_component_header(bytes: &[u8], origin: &str) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_service_store_is_the_runtimes_database() {
+        use crate::storage::sqlite::SqliteStorage;
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig {
+            pool_size: 1,
+            ..RuntimeConfig::with_data_dir(dir.path())
+        })
+        .unwrap();
+        let store = runtime.service_store();
+        assert!(store.tenant_create("acme", "hash", None).await.unwrap());
+        let same_file = SqliteStorage::new(SqliteDb::open(runtime.database_path()).unwrap());
+        assert_eq!(
+            same_file.tenant("acme").await.unwrap().map(|t| t.name),
+            Some("acme".to_owned())
+        );
+    }
+
     #[test]
     fn names_from_file_stems() {
         assert_eq!(name_from_stem("example_adapter"), "example_adapter");

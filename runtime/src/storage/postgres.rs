@@ -1158,7 +1158,7 @@ mod tests {
         let one = PostgresStorage::connect_blocking(&db.url).unwrap();
         let two = PostgresStorage::connect_blocking(&db.url).unwrap();
         let pool = one.pool.clone();
-        super::super::service_suite::run(&one, &two, &move |age| {
+        super::super::service_suite::run(&one, &two, &one.describe(), &move |age| {
             Box::pin(age_postgres(pool.clone(), age))
         })
         .await;

@@ -5,6 +5,7 @@
 //! Every part checks tenant isolation on each method it covers: a second tenant naming the
 //! first one's adapters, instances and calls sees nothing and changes nothing.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -17,8 +18,14 @@ use super::suite::Age;
 const WAKEUP_WAIT: Duration = Duration::from_secs(10);
 
 /// Run the whole suite. Each part uses tenants of its own, so the parts do not see each
-/// other, and a database reused between runs would start each from nothing.
-pub(crate) async fn run(one: &dyn ServiceStore, two: &dyn ServiceStore, age: Age<'_>) {
+/// other, and a database reused between runs would start each from nothing. `database` is
+/// how the backend names itself, which every failure starts with.
+pub(crate) async fn run(
+    one: &dyn ServiceStore,
+    two: &dyn ServiceStore,
+    database: &str,
+    age: Age<'_>,
+) {
     let run_id = format!(
         "{}-{}",
         std::process::id(),
@@ -28,10 +35,11 @@ pub(crate) async fn run(one: &dyn ServiceStore, two: &dyn ServiceStore, age: Age
             .as_nanos()
     );
     let tenant = |part: &str| format!("svc-{run_id}-{part}");
-    tenants(one, two, &tenant("tenants")).await;
+    tenants(one, two, &tenant("tenants"), database).await;
     versions(one, two, &tenant("versions")).await;
     instances(one, two, &tenant("instances")).await;
     events(one, two, &tenant("events")).await;
+    event_races(one, two, &tenant("event-races")).await;
     wakeups(one, two, &tenant("wakeups")).await;
     calls(one, two, &tenant("calls"), age).await;
     purge(one, two, &tenant("purge"), age).await;
@@ -42,7 +50,7 @@ fn other(tenant: &str) -> String {
     format!("{tenant}-other")
 }
 
-async fn tenants(one: &dyn ServiceStore, two: &dyn ServiceStore, prefix: &str) {
+async fn tenants(one: &dyn ServiceStore, two: &dyn ServiceStore, prefix: &str, database: &str) {
     let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
     // Created out of order: the listing is by name.
     assert!(
@@ -78,12 +86,12 @@ async fn tenants(one: &dyn ServiceStore, two: &dyn ServiceStore, prefix: &str) {
         Some((stored.clone(), "key-a".to_owned()))
     );
     assert_eq!(two.tenant_by_key("key-x").await.unwrap(), None);
-    // Two tenants never share a key hash.
-    assert!(
-        two.tenant_create(&other(prefix), "key-a", None)
-            .await
-            .is_err()
-    );
+    // Two tenants never share a key hash: refused, in an error naming the database.
+    let error = two
+        .tenant_create(&other(prefix), "key-a", None)
+        .await
+        .unwrap_err();
+    assert!(error.0.starts_with(&format!("{database}: ")), "{error}");
     assert_eq!(one.tenant(&other(prefix)).await.unwrap(), None);
     // A rotated key: the old hash finds no one.
     assert!(one.tenant_set_key(&a, "key-a2").await.unwrap());
@@ -551,6 +559,51 @@ async fn events(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
             .collect::<Vec<_>>(),
         vec![theirs]
     );
+}
+
+/// Two nodes appending to one instance while a reader follows it, resuming each time after
+/// the last number it saw: the reader ends with every event, none twice (a number that
+/// became visible before a smaller one would be skipped for good).
+async fn event_races(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
+    const EACH: usize = 25;
+    let finished = AtomicUsize::new(0);
+    let append = |store: &'static str| {
+        let (store, finished) = (if store == "one" { one } else { two }, &finished);
+        async move {
+            for n in 0..EACH {
+                store
+                    .event_append(t, "a", "i-race", "log", &format!("{{\"n\":{n}}}"))
+                    .await
+                    .unwrap();
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let follow = async {
+        let (mut seen, mut after) = (Vec::new(), 0);
+        loop {
+            // Read after looking: a last read that finds nothing then has seen them all.
+            let appenders_done = finished.load(Ordering::SeqCst) == 2;
+            let page = two.events_after(t, "a", "i-race", after, 7).await.unwrap();
+            if let Some(last) = page.last() {
+                after = last.seq;
+            } else if appenders_done {
+                return seen;
+            }
+            seen.extend(page.iter().map(|e| e.seq));
+            tokio::task::yield_now().await;
+        }
+    };
+    let ((), (), seen) = tokio::join!(append("one"), append("two"), follow);
+    let all: Vec<i64> = one
+        .events_after(t, "a", "i-race", 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(all.len(), 2 * EACH);
+    assert_eq!(seen, all);
 }
 
 /// The next wake-up, or a panic after [`WAKEUP_WAIT`].

@@ -1091,7 +1091,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = storage(&dir);
         let two = storage(&dir);
-        super::super::service_suite::run(&one, &two, &|age| {
+        super::super::service_suite::run(&one, &two, &one.describe(), &|age| {
             let db = one.db().clone();
             Box::pin(async move { age_sqlite(&db, age).await })
         })
