@@ -143,9 +143,42 @@ fn tenants_where(
     condition: &str,
     params: &[&dyn ToSql],
 ) -> rusqlite::Result<Vec<(Tenant, String)>> {
-    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {condition} ORDER BY name");
-    rows(conn, &sql, params, tenant_row)
+    rows(conn, &tenants_sql(condition), params, tenant_row)
 }
+
+/// The tenants `condition` selects, by name.
+fn tenants_sql(condition: &str) -> String {
+    format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {condition} ORDER BY name")
+}
+
+/// A page of a tenant's instances ([`InstanceFilter`]): ?1 the tenant, (?2, ?3) the
+/// `after` key, ?4 and ?5 the filters, ?6 the limit. With no `after`, ('', '') is before
+/// every row (names are never empty), so the range seek on the primary key always
+/// applies.
+fn instances_sql() -> String {
+    format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances
+         WHERE tenant = ?1 AND (adapter, instance_id) > (?2, ?3)
+         AND (?4 IS NULL OR adapter = ?4) AND (?5 IS NULL OR status = ?5)
+         ORDER BY adapter, instance_id LIMIT ?6"
+    )
+}
+
+/// An instance's events after ?4, at most ?5.
+const EVENTS_AFTER: &str = "SELECT seq, kind, data, at FROM events
+    WHERE tenant = ?1 AND adapter = ?2 AND instance_id = ?3 AND seq > ?4
+    ORDER BY seq LIMIT ?5";
+
+/// At most ?2 events appended at or before ?1.
+const PURGE_EVENTS: &str =
+    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at <= ?1 LIMIT ?2)";
+
+/// At most ?2 call records expired at ?1.
+const PURGE_CALLS: &str = "DELETE FROM call_records WHERE (tenant, call_id) IN
+    (SELECT tenant, call_id FROM call_records WHERE expires_at <= ?1 LIMIT ?2)";
+
+/// The bytes of a tenant's components.
+const STORED_BYTES: &str = "SELECT COALESCE(SUM(size), 0) FROM adapter_versions WHERE tenant = ?1";
 
 /// `tenant`'s adapters (`Some(adapter)`: that one only) with their versions.
 fn adapters_of(
@@ -371,12 +404,8 @@ impl ServiceStore for SqliteStorage {
     async fn stored_bytes(&self, tenant: &str) -> StorageResult<u64> {
         let tenant = tenant.to_owned();
         self.run_long(move |conn| {
-            conn.query_row(
-                "SELECT COALESCE(SUM(size), 0) FROM adapter_versions WHERE tenant = ?1",
-                params![tenant],
-                |row| row.get::<_, i64>(0),
-            )
-            .map(|bytes| bytes as u64)
+            conn.query_row(STORED_BYTES, params![tenant], |row| row.get::<_, i64>(0))
+                .map(|bytes| bytes as u64)
         })
         .await
     }
@@ -483,17 +512,10 @@ impl ServiceStore for SqliteStorage {
     ) -> StorageResult<Vec<InstanceRecord>> {
         let (tenant, filter) = (tenant.to_owned(), filter.clone());
         self.run_long(move |conn| {
-            // With no `after`, ('', '') is before every row: names are never empty, so the
-            // range seek on the primary key always applies.
             let (after_adapter, after_id) = filter.after.clone().unwrap_or_default();
             rows(
                 conn,
-                &format!(
-                    "SELECT {INSTANCE_COLUMNS} FROM instances
-                     WHERE tenant = ?1 AND (adapter, instance_id) > (?2, ?3)
-                     AND (?4 IS NULL OR adapter = ?4) AND (?5 IS NULL OR status = ?5)
-                     ORDER BY adapter, instance_id LIMIT ?6"
-                ),
+                &instances_sql(),
                 &[
                     &tenant,
                     &after_adapter,
@@ -560,9 +582,7 @@ impl ServiceStore for SqliteStorage {
         self.run_long(move |conn| {
             rows(
                 conn,
-                "SELECT seq, kind, data, at FROM events
-                 WHERE tenant = ?1 AND adapter = ?2 AND instance_id = ?3 AND seq > ?4
-                 ORDER BY seq LIMIT ?5",
+                EVENTS_AFTER,
                 &[&key[0], &key[1], &key[2], &after, &page(limit)],
                 |row| {
                     Ok(Event {
@@ -630,18 +650,61 @@ impl ServiceStore for SqliteStorage {
         self.run_long(move |conn| {
             let now = now_ms();
             // Each statement commits on its own, so other writers get turns between them.
-            let events = conn.execute(
-                "DELETE FROM events WHERE seq IN
-                     (SELECT seq FROM events WHERE at <= ?1 LIMIT ?2)",
-                params![now.saturating_sub(ms(events)), batch],
-            )?;
-            let calls = conn.execute(
-                "DELETE FROM call_records WHERE (tenant, call_id) IN
-                     (SELECT tenant, call_id FROM call_records WHERE expires_at <= ?1 LIMIT ?2)",
-                params![now, batch],
-            )?;
+            let events =
+                conn.execute(PURGE_EVENTS, params![now.saturating_sub(ms(events)), batch])?;
+            let calls = conn.execute(PURGE_CALLS, params![now, batch])?;
             Ok((events + calls) as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteDb;
+    use super::*;
+
+    /// SQLite's plan for `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let unbound = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+        let steps: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(unbound), |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    #[test]
+    fn the_service_lookups_are_index_searches() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open(&dir.path().join("airlock.db")).unwrap();
+        let plans = db
+            .with(|conn| {
+                Ok([
+                    tenants_sql("key_sha256 = ?1"),
+                    instances_sql(),
+                    EVENTS_AFTER.to_owned(),
+                    PURGE_EVENTS.to_owned(),
+                    PURGE_CALLS.to_owned(),
+                    STORED_BYTES.to_owned(),
+                ]
+                .map(|sql| plan(conn, &sql)))
+            })
+            .unwrap();
+        let expect = [
+            "SEARCH tenants USING INDEX tenants_by_key (key_sha256=?)",
+            "SEARCH instances USING PRIMARY KEY (tenant=? AND (adapter,instance_id)>(?,?))",
+            "SEARCH events USING INDEX events_by_instance (tenant=? AND adapter=? AND instance_id=? AND seq>?)",
+            "SEARCH events USING COVERING INDEX events_by_age (at<?)",
+            "SEARCH call_records USING COVERING INDEX call_records_expiry (expires_at<?)",
+            "SEARCH adapter_versions USING INDEX sqlite_autoindex_adapter_versions_1 (tenant=?)",
+        ];
+        for (plan, expected) in plans.iter().zip(expect) {
+            assert!(plan.contains(expected), "expected {expected:?} in:\n{plan}");
+            // The listing's order comes from the index, never from a sort of the rows.
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 }
