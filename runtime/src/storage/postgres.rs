@@ -103,7 +103,7 @@ CREATE TABLE namespaces (
 /// `airlock_ms`, which answers a time as unix milliseconds (the interface's unit).
 const SCHEMA_V6: &str = r#"
 CREATE FUNCTION airlock_ms(t TIMESTAMPTZ) RETURNS BIGINT
-    LANGUAGE SQL IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE SQL STABLE STRICT PARALLEL SAFE
     AS $$ SELECT floor(extract(epoch FROM t) * 1000)::bigint $$;
 
 CREATE TABLE tenants (

@@ -22,7 +22,8 @@ use crate::storage::service::{
 };
 use crate::storage::{StorageError, StorageResult};
 
-/// The channel event appends notify, with `["tenant","adapter","instance id"]`.
+/// The channel event appends notify (spelled out in [`APPEND_EVENT`] too), with
+/// `["tenant","adapter","instance id"]`.
 const EVENTS_CHANNEL: &str = "airlock_events";
 
 /// The listener's first wait before connecting again; it doubles up to [`RELISTEN_MAX`].
@@ -271,7 +272,8 @@ async fn listen_once(
         Ok(connected) => connected,
         Err(error) => return (false, error_message(&error)),
     };
-    let listen = client.batch_execute("LISTEN airlock_events");
+    let statement = format!("LISTEN {EVENTS_CHANNEL}");
+    let listen = client.batch_execute(&statement);
     tokio::pin!(listen);
     let mut listening = false;
     loop {
