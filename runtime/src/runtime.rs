@@ -19,7 +19,7 @@ use crate::engine::{EngineSettings, build_engine, spawn_epoch_ticker};
 use crate::error::Error;
 use crate::policy::{Policy, validate_name};
 use crate::storage::sqlite::SqliteDb;
-use crate::storage::{DEFAULT_TENANT, DatabaseUrl, NamespaceOwner, Scope, Storage};
+use crate::storage::{DEFAULT_TENANT, DatabaseUrl, NamespaceOwner, Scope, ServiceStore, Storage};
 
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -98,6 +98,14 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// One backend as both of its interfaces.
+fn both<B: Storage + ServiceStore + 'static>(
+    backend: B,
+) -> (Arc<dyn Storage>, Arc<dyn ServiceStore>) {
+    let backend = Arc::new(backend);
+    (backend.clone(), backend)
+}
+
 impl RuntimeConfig {
     /// The user's data directory for Airlock: `$XDG_DATA_HOME/airlock`, else
     /// `$HOME/.local/share/airlock` (`None` if neither is an absolute path).
@@ -124,6 +132,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<CallContext>,
     pub(crate) storage: Arc<dyn Storage>,
+    /// The same backend as `storage`, as the service's rows.
+    service: Arc<dyn ServiceStore>,
     /// The local database file: the artifact index, and with the default backend
     /// everything else too.
     local: SqliteDb,
@@ -161,15 +171,15 @@ impl Runtime {
             )));
         }
         let local = SqliteDb::open(&config.data_dir.join("airlock.db"))?;
-        let storage: Arc<dyn Storage> = match &config.database {
-            None => Arc::new(crate::storage::sqlite::SqliteStorage::new(local.clone())),
+        let (storage, service) = match &config.database {
+            None => both(crate::storage::sqlite::SqliteStorage::new(local.clone())),
             Some(DatabaseUrl::Sqlite(path)) if *path == local.path() => {
-                Arc::new(crate::storage::sqlite::SqliteStorage::new(local.clone()))
+                both(crate::storage::sqlite::SqliteStorage::new(local.clone()))
             }
-            Some(DatabaseUrl::Sqlite(path)) => Arc::new(
-                crate::storage::sqlite::SqliteStorage::new(SqliteDb::open(path)?),
-            ),
-            Some(DatabaseUrl::Postgres(url)) => Arc::new(
+            Some(DatabaseUrl::Sqlite(path)) => both(crate::storage::sqlite::SqliteStorage::new(
+                SqliteDb::open(path)?,
+            )),
+            Some(DatabaseUrl::Postgres(url)) => both(
                 crate::storage::postgres::PostgresStorage::connect_blocking(url)?,
             ),
         };
@@ -198,6 +208,7 @@ impl Runtime {
                 engine,
                 linker,
                 storage,
+                service,
                 local,
                 node_id,
                 cache,
@@ -222,6 +233,14 @@ impl Runtime {
     /// without its password.
     pub fn database(&self) -> String {
         self.inner.storage.describe()
+    }
+
+    /// The service's rows (tenants, the adapter registry, instances, events, call
+    /// records) in the same database as the runtime's state and records: the SQLite file
+    /// or the PostgreSQL database of [`RuntimeConfig::database`]. Failures name the
+    /// database.
+    pub fn service_store(&self) -> Arc<dyn ServiceStore> {
+        self.inner.service.clone()
     }
 
     /// This runtime's node id in claims ([`RuntimeConfig::node_id`] or the default).
@@ -543,6 +562,24 @@ fn check_component_header(bytes: &[u8], origin: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_service_store_is_the_runtimes_database() {
+        use crate::storage::sqlite::SqliteStorage;
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig {
+            pool_size: 1,
+            ..RuntimeConfig::with_data_dir(dir.path())
+        })
+        .unwrap();
+        let store = runtime.service_store();
+        assert!(store.tenant_create("acme", "hash", None).await.unwrap());
+        let same_file = SqliteStorage::new(SqliteDb::open(runtime.database_path()).unwrap());
+        assert_eq!(
+            same_file.tenant("acme").await.unwrap().map(|t| t.name),
+            Some("acme".to_owned())
+        );
+    }
 
     #[test]
     fn names_from_file_stems() {

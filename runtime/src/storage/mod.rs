@@ -7,6 +7,9 @@
 //! PostgreSQL database shared by several Airlock nodes. Both pass one test suite
 //! (`storage::suite`), so the call path cannot tell them apart.
 //!
+//! The service (`airlock serve`) keeps its own rows beside these, behind
+//! [`ServiceStore`] ([`service`]), which both backends implement too.
+//!
 //! What is *not* here: the index of compiled artifacts. Whether native code may be loaded
 //! from the cache is decided by a local file only ([`sqlite::SqliteDb`] under the data
 //! directory), so a node never runs code because a shared database said so.
@@ -21,11 +24,18 @@ use std::time::Duration;
 
 pub(crate) mod owner;
 pub(crate) mod postgres;
+pub mod service;
+#[cfg(test)]
+pub(crate) mod service_suite;
 pub(crate) mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
 pub use owner::Owner;
+pub use service::{
+    AdapterEntry, CallRecord, Event, InstanceFilter, InstanceRecord, NewVersion, PutVersion,
+    ServiceStore, Tenant, VersionInfo, Wakeup,
+};
 
 /// The tenant of the CLI, the library's default, and every row written before tenants.
 pub const DEFAULT_TENANT: &str = "default";

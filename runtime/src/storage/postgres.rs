@@ -3,8 +3,9 @@
 //! tokio-postgres with a deadpool pool of [`POOL_SIZE`] connections. Every time is the
 //! database server's: leases, expiries and TTLs are computed and compared with
 //! `clock_timestamp()` in SQL (not `now()`, which is the start of the transaction), so
-//! nodes whose clocks disagree still agree on when a lease is over. Rust never reads a
-//! timestamp back; it only hands the server durations in milliseconds.
+//! nodes whose clocks disagree still agree on when a lease is over. Rust never computes a
+//! time: it hands the server durations in milliseconds, and reads the service's times back
+//! as the server's unix milliseconds (`airlock_ms`).
 //!
 //! Every method runs its statements in a task of its own ([`PostgresStorage::run`]), so a
 //! call whose deadline drops its future never leaves a pooled connection halfway through a
@@ -29,15 +30,18 @@ use super::{
 };
 use crate::error::Error;
 
+mod service;
+
 /// The schema this build writes. PostgreSQL storage starts at 4, not 1: its tables are
 /// SQLite's version 4 (tenants, epochs, owners) in PostgreSQL types, and the two backends
 /// keep one numbering from here on, so "schema version N" names the same tables whichever
-/// database an operator is looking at.
-pub(crate) const SCHEMA_VERSION: i32 = 4;
+/// database an operator is looking at. Version 5 (SQLite's kept key counts) changed
+/// nothing here; version 6 added the service's rows.
+pub(crate) const SCHEMA_VERSION: i32 = 6;
 
 /// The migrations, in order: each brings the schema from the version before it to its own.
 /// A fresh database (no `airlock_schema` table) is at version 0 and gets all of them.
-const MIGRATIONS: &[(i32, &str)] = &[(4, SCHEMA_V4)];
+const MIGRATIONS: &[(i32, &str)] = &[(4, SCHEMA_V4), (6, SCHEMA_V6)];
 
 /// Version 4. Text keys use the "C" collation: they are only ever compared for equality,
 /// and a B-tree over a libc collation can be silently corrupted by an OS upgrade that
@@ -93,6 +97,88 @@ CREATE TABLE namespaces (
     bound_at  TIMESTAMPTZ      NOT NULL,
     PRIMARY KEY (tenant, namespace)
 );
+"#;
+
+/// Version 4 → 6: the service's rows ([`super::service`]), each keyed by tenant first, and
+/// `airlock_ms`, which answers a time as unix milliseconds (the interface's unit).
+const SCHEMA_V6: &str = r#"
+CREATE FUNCTION airlock_ms(t TIMESTAMPTZ) RETURNS BIGINT
+    LANGUAGE SQL STABLE STRICT PARALLEL SAFE
+    AS $$ SELECT floor(extract(epoch FROM t) * 1000)::bigint $$;
+
+CREATE TABLE tenants (
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    key_sha256 TEXT COLLATE "C" NOT NULL UNIQUE,  -- of the API key, hex; never the key
+    ceiling    TEXT,                              -- the ceiling's TOML; NULL: the default
+    created_at TIMESTAMPTZ      NOT NULL,
+    key_set_at TIMESTAMPTZ      NOT NULL
+);
+
+-- Immutable adapter versions; `id` is the order they were stored in.
+CREATE TABLE adapter_versions (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY,
+    tenant     TEXT COLLATE "C" NOT NULL,
+    adapter    TEXT COLLATE "C" NOT NULL,
+    version    TEXT COLLATE "C" NOT NULL,
+    sha256     TEXT             NOT NULL,
+    size       BIGINT           NOT NULL,   -- the component's length, bytes
+    policy     TEXT             NOT NULL,
+    recording  TEXT,
+    admission  TEXT             NOT NULL,
+    admitted   BOOLEAN          NOT NULL,
+    created_at TIMESTAMPTZ      NOT NULL,
+    component  BYTEA            NOT NULL,
+    PRIMARY KEY (tenant, adapter, version)
+);
+
+-- The version calls run, per adapter.
+CREATE TABLE active_versions (
+    tenant  TEXT COLLATE "C" NOT NULL,
+    adapter TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C" NOT NULL,
+    set_at  TIMESTAMPTZ      NOT NULL,
+    PRIMARY KEY (tenant, adapter)
+);
+
+-- Instances the service created, listed by (tenant, adapter, instance id).
+CREATE TABLE instances (
+    tenant       TEXT COLLATE "C" NOT NULL,
+    adapter      TEXT COLLATE "C" NOT NULL,
+    instance_id  TEXT COLLATE "C" NOT NULL,
+    version      TEXT             NOT NULL,
+    config       TEXT             NOT NULL,
+    status       TEXT COLLATE "C",
+    created_at   TIMESTAMPTZ      NOT NULL,
+    destroyed_at TIMESTAMPTZ,
+    PRIMARY KEY (tenant, adapter, instance_id)
+);
+
+-- Each instance's event log; `seq` orders the whole table.
+CREATE TABLE events (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant      TEXT COLLATE "C" NOT NULL,
+    adapter     TEXT COLLATE "C" NOT NULL,
+    instance_id TEXT COLLATE "C" NOT NULL,
+    kind        TEXT             NOT NULL,
+    data        TEXT             NOT NULL,
+    at          TIMESTAMPTZ      NOT NULL
+);
+CREATE INDEX events_by_instance ON events (tenant, adapter, instance_id, seq);
+CREATE INDEX events_by_age ON events (at);
+
+-- Finished calls' records, kept for their window.
+CREATE TABLE call_records (
+    tenant     TEXT COLLATE "C" NOT NULL,
+    call_id    TEXT COLLATE "C" NOT NULL,
+    adapter    TEXT             NOT NULL,
+    operation  TEXT             NOT NULL,
+    receipt    TEXT             NOT NULL,
+    logs       TEXT             NOT NULL,
+    at         TIMESTAMPTZ      NOT NULL,
+    expires_at TIMESTAMPTZ      NOT NULL,
+    PRIMARY KEY (tenant, call_id)
+);
+CREATE INDEX call_records_expiry ON call_records (expires_at);
 "#;
 
 /// The transaction-scoped advisory lock that serializes migrations between nodes starting
@@ -247,11 +333,17 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), String> {
     tx.commit().await.map_err(message)
 }
 
-/// [`Storage`] on PostgreSQL.
+/// [`Storage`] and [`ServiceStore`](super::ServiceStore) on PostgreSQL.
 pub(crate) struct PostgresStorage {
     pool: Pool,
     /// The URL without its password.
     database: String,
+    /// How to connect, for the event listener's connection of its own.
+    config: tokio_postgres::Config,
+    /// Event wake-ups: this node's appends and every other node's, by LISTEN/NOTIFY.
+    wakeups: tokio::sync::broadcast::Sender<super::Wakeup>,
+    /// The event listener, once started; dropping this stops it.
+    listener: std::sync::Mutex<Option<service::Listener>>,
 }
 
 impl PostgresStorage {
@@ -278,14 +370,20 @@ impl PostgresStorage {
         }
         let migrating = config.clone();
         on_own_thread(move || migrate_with(migrating)).map_err(fail)?;
-        let pool = Pool::builder(Manager::new(config, NoTls))
+        let pool = Pool::builder(Manager::new(config.clone(), NoTls))
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(CONNECT_TIMEOUT))
             .wait_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        Ok(PostgresStorage { pool, database })
+        Ok(PostgresStorage {
+            pool,
+            database,
+            config,
+            wakeups: tokio::sync::broadcast::channel(super::service::WAKEUP_BACKLOG).0,
+            listener: std::sync::Mutex::new(None),
+        })
     }
 
     /// Run `work` with a pooled connection in a task of its own, so that it runs to its
@@ -820,17 +918,6 @@ impl Storage for PostgresStorage {
     }
 
     async fn purge_expired(&self, batch: u32) -> StorageResult<Purged> {
-        // Each table in one statement of its own (its own short transaction). The batch is
-        // picked by ctid with SKIP LOCKED, so nodes purging at once take different rows and
-        // none waits on a row a call holds; the outer condition is checked again on the row
-        // as it is when deleted, so a key written anew in between is kept.
-        let purge = |table: &'static str, expired: &'static str| {
-            format!(
-                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM {table} WHERE {expired} LIMIT $1 FOR UPDATE SKIP LOCKED))
-                 AND {expired}"
-            )
-        };
         let batch = i64::from(batch);
         self.run(move |client| async move {
             let mut removed = [0usize; 3];
@@ -848,7 +935,7 @@ impl Storage for PostgresStorage {
                 ("destroyed", "expires_at <= clock_timestamp()"),
             ];
             for (slot, (table, expired)) in removed.iter_mut().zip(tables) {
-                let statement = client.prepare_cached(&purge(table, expired)).await?;
+                let statement = client.prepare_cached(&purge_batch(table, expired)).await?;
                 *slot = client.execute(&statement, &[&batch]).await? as usize;
             }
             let [state, keys, destroyed] = removed;
@@ -891,6 +978,19 @@ impl Storage for PostgresStorage {
         })
         .await
     }
+}
+
+/// A statement deleting at most `$1` rows of `table` that are `expired`, in one short
+/// transaction of its own. The batch is picked by ctid with SKIP LOCKED, so nodes purging
+/// at once take different rows and none waits on a row a call holds; the condition is
+/// checked again on the row as it is when deleted, so a row written anew in between is
+/// kept.
+fn purge_batch(table: &str, expired: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM {table} WHERE {expired} LIMIT $1 FOR UPDATE SKIP LOCKED))
+         AND {expired}"
+    )
 }
 
 /// The PostgreSQL server the tests use, from `AIRLOCK_TEST_POSTGRES_URL` (a database on it
@@ -1020,7 +1120,14 @@ mod tests {
                  UPDATE idempotency SET expires_at = expires_at - {ago}, lease_until = lease_until - {ago},
                      created_at = created_at - {ago};
                  UPDATE destroyed SET expires_at = expires_at - {ago}, destroyed_at = destroyed_at - {ago};
-                 UPDATE namespaces SET bound_at = bound_at - {ago};"
+                 UPDATE namespaces SET bound_at = bound_at - {ago};
+                 UPDATE tenants SET created_at = created_at - {ago}, key_set_at = key_set_at - {ago};
+                 UPDATE adapter_versions SET created_at = created_at - {ago};
+                 UPDATE active_versions SET set_at = set_at - {ago};
+                 UPDATE instances SET created_at = created_at - {ago},
+                     destroyed_at = destroyed_at - {ago};
+                 UPDATE events SET at = at - {ago};
+                 UPDATE call_records SET at = at - {ago}, expires_at = expires_at - {ago};"
             ))
             .await
             .unwrap();
@@ -1040,6 +1147,94 @@ mod tests {
             Box::pin(age_postgres(pool.clone(), age))
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn the_service_suite_passes_on_postgres() {
+        let Some(admin) = test_url("the_service_suite_passes_on_postgres") else {
+            return;
+        };
+        let db = TestDatabase::create(&admin);
+        let one = PostgresStorage::connect_blocking(&db.url).unwrap();
+        let two = PostgresStorage::connect_blocking(&db.url).unwrap();
+        let pool = one.pool.clone();
+        super::super::service_suite::run(&one, &two, &one.describe(), &move |age| {
+            Box::pin(age_postgres(pool.clone(), age))
+        })
+        .await;
+    }
+
+    /// How many connections to `url`'s database sit listening for event wake-ups.
+    async fn listeners(url: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let count = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query = 'LISTEN airlock_events'
+                 AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        drop(client);
+        let _ = connection.await;
+        count
+    }
+
+    #[tokio::test]
+    async fn the_event_listener_reconnects_and_stops_with_its_storage() {
+        use crate::storage::service::{ServiceStore, Wakeup};
+        use crate::storage::service_suite::next_wakeup;
+        let Some(admin) = test_url("the_event_listener_reconnects_and_stops_with_its_storage")
+        else {
+            return;
+        };
+        let db = TestDatabase::create(&admin);
+        let storage = PostgresStorage::connect_blocking(&db.url).unwrap();
+        // Nothing listens until wake-ups are asked for; then one connection does, and says
+        // so once it listens.
+        assert_eq!(listeners(&db.url).await, 0);
+        let mut wakeups = storage.event_wakeups();
+        assert_eq!(next_wakeup(&mut wakeups).await, Wakeup::Missed);
+        let _second = storage.event_wakeups();
+        assert_eq!(listeners(&db.url).await, 1);
+        // The server drops the listener's connection: it connects again, says that
+        // wake-ups were missed, and hears appends again.
+        sql(
+            &db.url,
+            &["SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE datname = current_database() AND query = 'LISTEN airlock_events'"
+                .into()],
+        );
+        assert_eq!(next_wakeup(&mut wakeups).await, Wakeup::Missed);
+        storage
+            .event_append("t", "a", "i-1", "log", "{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            next_wakeup(&mut wakeups).await,
+            Wakeup::Appended {
+                tenant: "t".into(),
+                adapter: "a".into(),
+                instance_id: "i-1".into()
+            }
+        );
+        // Dropping the storage stops the listener and closes its connection.
+        drop(storage);
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(5), wakeups.recv()).await,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed))
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while listeners(&db.url).await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener's connection stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[test]
@@ -1093,7 +1288,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "state database {}: the database's schema is version 99, newer than this airlock's (4); a newer airlock wrote it: run that version, or point this one at another database",
+                "state database {}: the database's schema is version 99, newer than this airlock's (6); a newer airlock wrote it: run that version, or point this one at another database",
                 db.url
             )
         );

@@ -28,9 +28,20 @@ use super::{
 };
 use crate::error::Error;
 
+mod service;
+
 /// The schema this build writes. Version 4 added tenants, epochs and owners; version 5 the
-/// per-namespace key counts. Older files are migrated on open, a newer one is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+/// per-namespace key counts; version 6 the service's rows. Older files are migrated on
+/// open, a newer one is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 6;
+
+/// The migrations, in order: each brings the schema from the version before it to its own.
+/// Version 4's first creates what is missing of versions 1–3, as those were applied.
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (4, &[SCHEMA_V3, MIGRATE_V4]),
+    (5, &[MIGRATE_V5]),
+    (6, &[MIGRATE_V6]),
+];
 
 /// The schema of versions 1–3, each table created if absent (how they were applied).
 const SCHEMA_V3: &str = "
@@ -154,6 +165,89 @@ CREATE TRIGGER adapter_state_uncounted AFTER DELETE ON adapter_state BEGIN
     UPDATE state_counts SET keys = keys - 1
     WHERE tenant = OLD.tenant AND namespace = OLD.namespace;
 END;
+";
+
+/// Version 5 → 6: the service's rows ([`super::service`]), each keyed by tenant first.
+/// Times are unix milliseconds of this host's clock.
+const MIGRATE_V6: &str = "
+CREATE TABLE tenants (
+    name       TEXT    NOT NULL PRIMARY KEY,
+    key_sha256 TEXT    NOT NULL,     -- SHA-256 of the API key, hex; never the key
+    ceiling    TEXT,                 -- the ceiling's TOML; NULL for the default
+    created_at INTEGER NOT NULL,
+    key_set_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- A request's key is looked up by its hash; two tenants never share one.
+CREATE UNIQUE INDEX tenants_by_key ON tenants (key_sha256);
+
+-- Immutable adapter versions. A rowid table (large rows do poorly WITHOUT ROWID), its id
+-- the order they were stored in; the component last, so reading the columns before it
+-- never walks the blob's overflow pages.
+CREATE TABLE adapter_versions (
+    id         INTEGER PRIMARY KEY,
+    tenant     TEXT    NOT NULL,
+    adapter    TEXT    NOT NULL,
+    version    TEXT    NOT NULL,
+    sha256     TEXT    NOT NULL,
+    size       INTEGER NOT NULL,     -- the component's length, bytes
+    policy     TEXT    NOT NULL,
+    recording  TEXT,
+    admission  TEXT    NOT NULL,
+    admitted   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    component  BLOB    NOT NULL,
+    UNIQUE (tenant, adapter, version)
+);
+
+-- The version calls run, per adapter.
+CREATE TABLE active_versions (
+    tenant  TEXT    NOT NULL,
+    adapter TEXT    NOT NULL,
+    version TEXT    NOT NULL,
+    set_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, adapter)
+) WITHOUT ROWID;
+
+-- Instances the service created, listed by (tenant, adapter, instance id).
+CREATE TABLE instances (
+    tenant       TEXT    NOT NULL,
+    adapter      TEXT    NOT NULL,
+    instance_id  TEXT    NOT NULL,
+    version      TEXT    NOT NULL,
+    config       TEXT    NOT NULL,
+    status       TEXT,
+    created_at   INTEGER NOT NULL,
+    destroyed_at INTEGER,
+    PRIMARY KEY (tenant, adapter, instance_id)
+) WITHOUT ROWID;
+
+-- Each instance's event log. AUTOINCREMENT: a number is never reused, even after the
+-- newest events are purged, so a stream resuming after it cannot skip a new event.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT    NOT NULL,
+    adapter     TEXT    NOT NULL,
+    instance_id TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    data        TEXT    NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX events_by_instance ON events (tenant, adapter, instance_id, seq);
+CREATE INDEX events_by_age ON events (at);
+
+-- Finished calls' records, kept for their window.
+CREATE TABLE call_records (
+    tenant     TEXT    NOT NULL,
+    call_id    TEXT    NOT NULL,
+    adapter    TEXT    NOT NULL,
+    operation  TEXT    NOT NULL,
+    receipt    TEXT    NOT NULL,
+    logs       TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, call_id)
+) WITHOUT ROWID;
+CREATE INDEX call_records_expiry ON call_records (expires_at);
 ";
 
 /// A handle to one SQLite file; cheap to clone. Connections are pooled.
@@ -410,24 +504,27 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
     }
     if version < SCHEMA_VERSION {
         let step = |sql: &str| tx.execute_batch(sql).map_err(|e| e.to_string());
-        if version < 4 {
-            step(SCHEMA_V3)?;
-            step(MIGRATE_V4)?;
+        for (to, steps) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            for sql in *steps {
+                step(sql).map_err(|e| format!("migrating to schema version {to}: {e}"))?;
+            }
         }
-        step(MIGRATE_V5)?;
         step(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
     tx.commit().map_err(|e| e.to_string())
 }
 
-/// [`Storage`] on a [`SqliteDb`].
+/// [`Storage`] and [`ServiceStore`](super::ServiceStore) on a [`SqliteDb`].
 pub(crate) struct SqliteStorage {
     db: SqliteDb,
+    /// Event wake-ups, shared by every handle on the same file in this process.
+    wakeups: Arc<tokio::sync::broadcast::Sender<super::Wakeup>>,
 }
 
 impl SqliteStorage {
     pub(crate) fn new(db: SqliteDb) -> SqliteStorage {
-        SqliteStorage { db }
+        let wakeups = service::wakeups_for(db.path());
+        SqliteStorage { db, wakeups }
     }
 
     /// The database this storage writes.
@@ -989,14 +1086,33 @@ mod tests {
         .await;
     }
 
+    #[tokio::test]
+    async fn the_service_suite_passes_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = storage(&dir);
+        let two = storage(&dir);
+        super::super::service_suite::run(&one, &two, &one.describe(), &|age| {
+            let db = one.db().clone();
+            Box::pin(async move { age_sqlite(&db, age).await })
+        })
+        .await;
+    }
+
     /// Move every time in the file `age` into the past, as if that much time went by.
     async fn age_sqlite(db: &SqliteDb, age: Duration) {
         let by = ms(age);
-        db.run(move |conn| {
+        // On the blocking pool, which never runs it twice: each update subtracts once.
+        db.run_blocking(move |conn| {
             conn.execute_batch(&format!(
                 "UPDATE adapter_state SET expires_at = expires_at - {by};
                  UPDATE idempotency SET expires_at = expires_at - {by}, lease_until = lease_until - {by};
-                 UPDATE destroyed SET expires_at = expires_at - {by};"
+                 UPDATE destroyed SET expires_at = expires_at - {by};
+                 UPDATE tenants SET created_at = created_at - {by}, key_set_at = key_set_at - {by};
+                 UPDATE adapter_versions SET created_at = created_at - {by};
+                 UPDATE active_versions SET set_at = set_at - {by};
+                 UPDATE instances SET created_at = created_at - {by}, destroyed_at = destroyed_at - {by};
+                 UPDATE events SET at = at - {by};
+                 UPDATE call_records SET at = at - {by}, expires_at = expires_at - {by};"
             ))
         })
         .await
@@ -1058,6 +1174,45 @@ mod tests {
         assert_eq!(count(), 1);
     }
 
+    #[tokio::test]
+    async fn a_version_5_file_gains_the_service_tables_and_keeps_its_rows() {
+        use crate::storage::service::ServiceStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("airlock.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in [SCHEMA_V3, MIGRATE_V4, MIGRATE_V5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO adapter_state VALUES ('t', 'ns', 'k', x'7631', NULL, 1);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::new(SqliteDb::open(&path).unwrap());
+        let version: i64 = storage
+            .db()
+            .with(|conn| conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(
+            storage
+                .state_get(&Scope::new("t", "ns"), "k")
+                .await
+                .unwrap(),
+            Some(b"v1".to_vec())
+        );
+        assert!(storage.tenant_create("t", "hash", None).await.unwrap());
+        assert_eq!(
+            storage
+                .event_append("t", "a", "i", "log", "{}")
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
     #[test]
     fn a_schema_newer_than_this_build_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -1071,7 +1226,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "state database sqlite:{}: the database's schema is version 99, newer than this airlock's (5); a newer airlock wrote it: run that version, or point this one at another database",
+                "state database sqlite:{}: the database's schema is version 99, newer than this airlock's (6); a newer airlock wrote it: run that version, or point this one at another database",
                 path.display()
             )
         );
