@@ -86,7 +86,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_told_apart() {
-        for bad in ["", "alk_", "alk_short", "sk_live_0123456789", &format!("alk_{}", "a".repeat(42)), &format!("alk_{}!", "a".repeat(42))] {
+        for bad in [
+            "",
+            "alk_",
+            "alk_short",
+            "sk_live_0123456789",
+            &format!("alk_{}", "a".repeat(42)),
+            &format!("alk_{}!", "a".repeat(42)),
+        ] {
             assert!(!well_formed(bad), "{bad}");
         }
         assert!(well_formed(&format!("alk_{}", "aZ0-_".repeat(8) + "abc")));

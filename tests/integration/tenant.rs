@@ -27,7 +27,11 @@ impl Backend<'_> {
         if let Some(url) = self.database {
             command.args(["--database", url]);
         }
-        command.args(["tenant"]).args(args).output().expect("running airlock")
+        command
+            .args(["tenant"])
+            .args(args)
+            .output()
+            .expect("running airlock")
     }
 
     /// What the service would see: tenants on a runtime of the same backend.
@@ -49,12 +53,20 @@ fn json_out(output: &Output) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
     })
 }
 
 fn refused(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert!(output.stdout.is_empty());
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -73,8 +85,18 @@ fn administer(backend: &Backend<'_>, dir: &Path) {
     let mut wrong = key.clone();
     wrong.pop();
     wrong.push(if key.ends_with('A') { 'B' } else { 'A' });
-    assert!(tokio.block_on(tenants.authenticate(&wrong)).unwrap().is_none());
-    assert!(tokio.block_on(tenants.authenticate("Bearer nonsense")).unwrap().is_none());
+    assert!(
+        tokio
+            .block_on(tenants.authenticate(&wrong))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        tokio
+            .block_on(tenants.authenticate("Bearer nonsense"))
+            .unwrap()
+            .is_none()
+    );
 
     // Shown once: a second create is refused and prints no key.
     let again = refused(&backend.airlock(&["create", "acme"]));
@@ -96,7 +118,12 @@ fn administer(backend: &Backend<'_>, dir: &Path) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["tenant"].as_str().unwrap(), t["ceiling"].as_str().unwrap()))
+        .map(|t| {
+            (
+                t["tenant"].as_str().unwrap(),
+                t["ceiling"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(names, [("acme", "default"), ("globex", "custom")]);
 
@@ -104,7 +131,12 @@ fn administer(backend: &Backend<'_>, dir: &Path) {
     let rotated = json_out(&backend.airlock(&["rotate-key", "acme"]));
     let new_key = rotated["apiKey"].as_str().unwrap();
     assert_ne!(new_key, key);
-    assert!(tokio.block_on(tenants.authenticate(&key)).unwrap().is_none());
+    assert!(
+        tokio
+            .block_on(tenants.authenticate(&key))
+            .unwrap()
+            .is_none()
+    );
     let who = tokio.block_on(tenants.authenticate(new_key)).unwrap();
     assert_eq!(who.map(|t| t.name).as_deref(), Some("acme"));
 
@@ -154,6 +186,15 @@ fn tenants_are_administered_on_postgres() {
         database: Some(&database.url),
     };
     administer(&backend, dir.path());
-    let rows = database.query("SELECT name FROM tenants ORDER BY name");
-    assert_eq!(rows.len(), 2);
+    // Only hashes: 64 hex digits each, no key.
+    let rows = database.query("SELECT name, key_sha256 FROM tenants ORDER BY name");
+    let names: Vec<_> = rows.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(names, ["acme", "globex"]);
+    for row in &rows {
+        let hash = row[1].as_deref().unwrap();
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{hash}"
+        );
+    }
 }

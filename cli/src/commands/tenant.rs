@@ -16,7 +16,7 @@ const EXIT_REFUSED: u8 = 1;
 
 /// `airlock tenant …`
 #[derive(Args)]
-pub struct TenantArgs {
+pub(crate) struct TenantArgs {
     #[command(subcommand)]
     command: TenantCommand,
 }
@@ -52,7 +52,7 @@ enum TenantCommand {
 }
 
 /// Run `airlock tenant`.
-pub async fn run(config: &RuntimeConfig, args: TenantArgs) -> ExitCode {
+pub(crate) async fn run(config: &RuntimeConfig, args: TenantArgs) -> ExitCode {
     let runtime = match super::runtime(config) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -61,28 +61,41 @@ pub async fn run(config: &RuntimeConfig, args: TenantArgs) -> ExitCode {
     let printed = match args.command {
         TenantCommand::Create { name, ceiling } => match read(ceiling.as_deref()) {
             Ok(ceiling) => {
-                let ceiling = ceiling.as_ref().map(|(text, origin)| (text.as_str(), origin.as_str()));
-                tenants.create(&name, ceiling).await.map(|key| key_json(&name, &key))
+                let ceiling = ceiling
+                    .as_ref()
+                    .map(|(text, origin)| (text.as_str(), origin.as_str()));
+                tenants
+                    .create(&name, ceiling)
+                    .await
+                    .map(|key| key_json(&name, &key))
             }
             Err(code) => return code,
         },
         TenantCommand::List => tenants.list().await.map(|list| {
-            json!(list
-                .iter()
-                .map(|t| json!({
-                    "tenant": t.name,
-                    "createdMs": t.created_ms,
-                    "keySetMs": t.key_set_ms,
-                    "ceiling": if t.ceiling.is_some() { "custom" } else { "default" },
-                }))
-                .collect::<Vec<_>>())
+            json!(
+                list.iter()
+                    .map(|t| json!({
+                        "tenant": t.name,
+                        "createdMs": t.created_ms,
+                        "keySetMs": t.key_set_ms,
+                        "ceiling": if t.ceiling.is_some() { "custom" } else { "default" },
+                    }))
+                    .collect::<Vec<_>>()
+            )
         }),
-        TenantCommand::RotateKey { name } => {
-            tenants.rotate_key(&name).await.map(|key| key_json(&name, &key))
-        }
-        TenantCommand::SetCeiling { name, file, default: _ } => match read(file.as_deref()) {
+        TenantCommand::RotateKey { name } => tenants
+            .rotate_key(&name)
+            .await
+            .map(|key| key_json(&name, &key)),
+        TenantCommand::SetCeiling {
+            name,
+            file,
+            default: _,
+        } => match read(file.as_deref()) {
             Ok(ceiling) => {
-                let ceiling = ceiling.as_ref().map(|(text, origin)| (text.as_str(), origin.as_str()));
+                let ceiling = ceiling
+                    .as_ref()
+                    .map(|(text, origin)| (text.as_str(), origin.as_str()));
                 let custom = ceiling.is_some();
                 tenants.set_ceiling(&name, ceiling).await.map(|()| {
                     json!({ "tenant": name, "ceiling": if custom { "custom" } else { "default" } })
@@ -113,6 +126,9 @@ fn read(path: Option<&Path>) -> Result<Option<(String, String)>, ExitCode> {
     let Some(path) = path else { return Ok(None) };
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some((text, path.display().to_string()))),
-        Err(e) => Err(super::fail(&format!("cannot read ceiling {}: {e}", path.display()))),
+        Err(e) => Err(super::fail(&format!(
+            "cannot read ceiling {}: {e}",
+            path.display()
+        ))),
     }
 }
