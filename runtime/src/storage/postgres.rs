@@ -37,11 +37,43 @@ mod service;
 /// keep one numbering from here on, so "schema version N" names the same tables whichever
 /// database an operator is looking at. Version 5 (SQLite's kept key counts) changed
 /// nothing here; version 6 added the service's rows.
-pub(crate) const SCHEMA_VERSION: i32 = 6;
+pub(crate) const SCHEMA_VERSION: i32 = 7;
 
 /// The migrations, in order: each brings the schema from the version before it to its own.
 /// A fresh database (no `airlock_schema` table) is at version 0 and gets all of them.
-const MIGRATIONS: &[(i32, &str)] = &[(4, SCHEMA_V4), (6, SCHEMA_V6)];
+const MIGRATIONS: &[(i32, &str)] = &[(4, SCHEMA_V4), (6, SCHEMA_V6), (7, SCHEMA_V7)];
+
+/// Version 7: how many rows each namespace holds, kept by triggers (what SQLite's version
+/// 5 did), so the key quota is one row read instead of a count that grows with the
+/// namespace. The count includes expired rows not purged yet, so it is never below the live
+/// count; only a namespace at its quota deletes its expired rows and reads it again
+/// ([`QUOTA_FULL_CLEANUP`]). Row triggers: an `INSERT … ON CONFLICT DO UPDATE` that updates
+/// fires no insert trigger, so overwrites are not counted.
+const SCHEMA_V7: &str = r#"
+CREATE TABLE state_counts (
+    tenant    TEXT COLLATE "C" NOT NULL,
+    namespace TEXT COLLATE "C" NOT NULL,
+    keys      BIGINT           NOT NULL,
+    PRIMARY KEY (tenant, namespace)
+);
+INSERT INTO state_counts SELECT tenant, namespace, COUNT(*) FROM adapter_state GROUP BY 1, 2;
+CREATE FUNCTION airlock_state_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO state_counts (tenant, namespace, keys) VALUES (NEW.tenant, NEW.namespace, 1)
+    ON CONFLICT (tenant, namespace) DO UPDATE SET keys = state_counts.keys + 1;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION airlock_state_uncounted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE state_counts SET keys = keys - 1
+    WHERE tenant = OLD.tenant AND namespace = OLD.namespace;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER adapter_state_counted AFTER INSERT ON adapter_state
+    FOR EACH ROW EXECUTE FUNCTION airlock_state_counted();
+CREATE TRIGGER adapter_state_uncounted AFTER DELETE ON adapter_state
+    FOR EACH ROW EXECUTE FUNCTION airlock_state_uncounted();
+"#;
 
 /// Version 4. Text keys use the "C" collation: they are only ever compared for equality,
 /// and a B-tree over a libc collation can be silently corrupted by an OS upgrade that
@@ -411,12 +443,37 @@ impl PostgresStorage {
 /// not take it: they only lower the count.
 const QUOTA_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))";
 
-/// Whether `key` is live, and how many live keys the scope has.
-const LIVE_AND_COUNT: &str = "SELECT
+/// Whether `key` is live, and how many rows the scope holds (live or not yet purged).
+const LIVE_AND_KEPT: &str = "SELECT
     EXISTS (SELECT 1 FROM adapter_state WHERE tenant = $1 AND namespace = $2 AND key = $3
             AND (expires_at IS NULL OR expires_at > clock_timestamp())),
-    (SELECT COUNT(*) FROM adapter_state WHERE tenant = $1 AND namespace = $2
-     AND (expires_at IS NULL OR expires_at > clock_timestamp()))";
+    COALESCE((SELECT keys FROM state_counts WHERE tenant = $1 AND namespace = $2), 0)";
+
+/// A scope at its quota: delete its expired rows (the count follows) and read the count
+/// again, which is then the live count.
+const QUOTA_FULL_CLEANUP: &str = "WITH gone AS (
+        DELETE FROM adapter_state WHERE tenant = $1 AND namespace = $2
+        AND expires_at IS NOT NULL AND expires_at <= clock_timestamp() RETURNING 1)
+    SELECT COALESCE((SELECT keys FROM state_counts WHERE tenant = $1 AND namespace = $2), 0)
+        - (SELECT COUNT(*) FROM gone)";
+
+/// Whether one more key fits in `scope`, under the quota lock (see [`LIVE_AND_KEPT`]).
+async fn quota_allows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    scope: &Scope,
+    kept: i64,
+    max_keys: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    if kept < max_keys {
+        return Ok(true);
+    }
+    let cleanup = tx.prepare_cached(QUOTA_FULL_CLEANUP).await?;
+    let live: i64 = tx
+        .query_one(&cleanup, &[&scope.tenant, &scope.adapter])
+        .await?
+        .get(0);
+    Ok(live < max_keys)
+}
 
 /// Write a key, live or expired or absent.
 const UPSERT_STATE: &str = "INSERT INTO adapter_state
@@ -636,13 +693,15 @@ impl Storage for PostgresStorage {
             let tx = client.transaction().await?;
             tx.execute(QUOTA_LOCK, &[&scope.tenant, &scope.adapter])
                 .await?;
-            let live = tx.prepare_cached(LIVE_AND_COUNT).await?;
+            let live = tx.prepare_cached(LIVE_AND_KEPT).await?;
             let row = tx
                 .query_one(&live, &[&scope.tenant, &scope.adapter, &key])
                 .await?;
-            let (is_live, count): (bool, i64) = (row.get(0), row.get(1));
+            let (is_live, kept): (bool, i64) = (row.get(0), row.get(1));
             // Overwriting a live key adds none; an expired one written again is a new key.
-            if !is_live && count >= max_keys {
+            if !is_live && !quota_allows(&tx, &scope, kept, max_keys).await? {
+                // The expired rows the check deleted stay deleted.
+                tx.commit().await?;
                 return Ok(false);
             }
             let upsert = tx.prepare_cached(UPSERT_STATE).await?;
@@ -671,15 +730,16 @@ impl Storage for PostgresStorage {
             let tx = client.transaction().await?;
             tx.execute(QUOTA_LOCK, &[&scope.tenant, &scope.adapter])
                 .await?;
-            let live = tx.prepare_cached(LIVE_AND_COUNT).await?;
+            let live = tx.prepare_cached(LIVE_AND_KEPT).await?;
             let row = tx
                 .query_one(&live, &[&scope.tenant, &scope.adapter, &key])
                 .await?;
-            let (is_live, count): (bool, i64) = (row.get(0), row.get(1));
+            let (is_live, kept): (bool, i64) = (row.get(0), row.get(1));
             if is_live {
                 return Ok(Some(false));
             }
-            if count >= max_keys {
+            if !quota_allows(&tx, &scope, kept, max_keys).await? {
+                tx.commit().await?;
                 return Ok(None);
             }
             let upsert = tx.prepare_cached(UPSERT_STATE).await?;
@@ -1288,7 +1348,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "state database {}: the database's schema is version 99, newer than this airlock's (6); a newer airlock wrote it: run that version, or point this one at another database",
+                "state database {}: the database's schema is version 99, newer than this airlock's (7); a newer airlock wrote it: run that version, or point this one at another database",
                 db.url
             )
         );

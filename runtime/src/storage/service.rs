@@ -65,6 +65,17 @@ pub enum PutVersion {
     },
 }
 
+impl PutVersion {
+    /// The answer to storing `sha256` where a version with `stored` exists already.
+    pub(crate) fn against(stored: String, sha256: &str) -> PutVersion {
+        if stored == sha256 {
+            PutVersion::Same
+        } else {
+            PutVersion::Conflict { sha256: stored }
+        }
+    }
+}
+
 /// A stored version, without its component's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {

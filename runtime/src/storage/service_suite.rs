@@ -26,14 +26,7 @@ pub(crate) async fn run(
     database: &str,
     age: Age<'_>,
 ) {
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let run_id = super::suite::run_id();
     let tenant = |part: &str| format!("svc-{run_id}-{part}");
     tenants(one, two, &tenant("tenants"), database).await;
     versions(one, two, &tenant("versions")).await;

@@ -30,17 +30,23 @@ fn won(claim: Claim) -> Lease {
     }
 }
 
-/// Run the whole suite. Each part uses its own tenant, so the parts do not see each other
-/// and a database reused between runs (PostgreSQL) starts each from nothing.
-pub(crate) async fn run(one: &dyn Storage, two: &dyn Storage, age: Age<'_>) {
-    let run_id = format!(
+/// This run's part of every tenant name: a database reused between runs (PostgreSQL)
+/// holds no rows of this run's tenants.
+pub(crate) fn run_id() -> String {
+    format!(
         "{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos()
-    );
+    )
+}
+
+/// Run the whole suite. Each part uses its own tenant, so the parts do not see each other
+/// and a database reused between runs (PostgreSQL) starts each from nothing.
+pub(crate) async fn run(one: &dyn Storage, two: &dyn Storage, age: Age<'_>) {
+    let run_id = run_id();
     let tenant = |part: &str| format!("suite-{run_id}-{part}");
     state(one, two, &tenant("state"), age).await;
     namespaces(one, two, &tenant("ns")).await;

@@ -442,11 +442,7 @@ impl ServiceStore for PostgresStorage {
             .first()
             .map(|row| row.get(0))
             .ok_or_else(|| StorageError("a version vanished while it was stored".into()))?;
-            Ok(if stored == v.sha256 {
-                PutVersion::Same
-            } else {
-                PutVersion::Conflict { sha256: stored }
-            })
+            Ok(PutVersion::against(stored, &v.sha256))
         })
         .await
     }

@@ -340,11 +340,7 @@ impl ServiceStore for SqliteStorage {
                 params![v.tenant, v.adapter, v.version],
                 |row| row.get(0),
             )?;
-            Ok(if stored == v.sha256 {
-                PutVersion::Same
-            } else {
-                PutVersion::Conflict { sha256: stored }
-            })
+            Ok(PutVersion::against(stored, &v.sha256))
         })
         .await
     }
