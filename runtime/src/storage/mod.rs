@@ -2,8 +2,8 @@
 //!
 //! [`Storage`] is everything a call reads or writes that outlives it: adapter state (by
 //! tenant and namespace, with its quotas), the claims and records of keyed creates, destroy
-//! records, and which component a namespace belongs to. [`sqlite`] keeps it in one file
-//! under the data directory (the default: nothing to run); [`postgres`] keeps it in a
+//! records, and which component a namespace belongs to. `sqlite` keeps it in one file
+//! under the data directory (the default: nothing to run); `postgres` keeps it in a
 //! PostgreSQL database shared by several Airlock nodes. Both pass one test suite
 //! (`storage::suite`), so the call path cannot tell them apart.
 //!
@@ -11,7 +11,7 @@
 //! [`ServiceStore`] ([`service`]), which both backends implement too.
 //!
 //! What is *not* here: the index of compiled artifacts. Whether native code may be loaded
-//! from the cache is decided by a local file only ([`sqlite::SqliteDb`] under the data
+//! from the cache is decided by a local file only (`sqlite::SqliteDb` under the data
 //! directory), so a node never runs code because a shared database said so.
 //!
 //! Every row carries a tenant ([`Scope::tenant`]); the CLI and the library use
@@ -210,8 +210,8 @@ pub enum Completion {
     },
 }
 
-/// Everything the runtime persists. Implemented by [`sqlite::SqliteStorage`] and
-/// [`postgres::PostgresStorage`]; [`crate::Runtime`] holds one as `Arc<dyn Storage>`.
+/// Everything the runtime persists. Implemented by `sqlite::SqliteStorage` and
+/// `postgres::PostgresStorage`; [`crate::Runtime`] holds one as `Arc<dyn Storage>`.
 ///
 /// Methods never block the calling thread: a backend with a blocking driver runs it on a
 /// blocking pool, so a call's deadline can always interrupt the wait.
