@@ -5,9 +5,11 @@
 //! service knows of tenants — their API keys ([`apikey`]) and the operator's administration
 //! of them ([`tenants`]: create, list, rotate a key, set a ceiling) — on the runtime's
 //! storage ([`airlock::storage::service::ServiceStore`]), so the `airlock tenant` commands
-//! and a running service see the same rows, on SQLite or on PostgreSQL.
+//! and a running service see the same rows, on SQLite or on PostgreSQL — and the service
+//! itself over HTTP ([`http`], `airlock serve`; docs/service.md).
 
 pub mod apikey;
+pub mod http;
 pub mod tenants;
 
 pub use apikey::ApiKey;

@@ -17,5 +17,6 @@ mod loading;
 mod new;
 mod nodes;
 mod pool;
+mod serve;
 mod storage;
 mod tenant;

@@ -9,6 +9,7 @@ mod inspect;
 mod invoke;
 mod new;
 mod output;
+mod serve;
 mod soak;
 mod tenant;
 
@@ -80,6 +81,8 @@ enum Command {
     New(new::NewArgs),
     /// Administer the service's tenants: create, list, rotate-key, set-ceiling.
     Tenant(tenant::TenantArgs),
+    /// Serve Airlock over HTTP to several tenants (docs/service.md).
+    Serve(serve::ServeArgs),
 }
 
 /// The whole `airlock` binary: parse the command line, run the command and return its
@@ -124,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Soak(args) => soak::run(&config, args).await,
             Command::New(args) => new::run(args),
             Command::Tenant(args) => tenant::run(&config, args).await,
+            Command::Serve(args) => serve::run(&config, args).await,
             Command::Fakecloud(args) => match fakecloud::serve(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("fakecloud: {e}")),
