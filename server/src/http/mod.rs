@@ -23,14 +23,21 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::json;
+use axum::response::Response;
+use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Tenants;
 pub use auth::Caller;
-pub use error::{ApiError, ERROR_SOURCE};
+pub use error::{
+    AdapterFailure, ApiError, ApiErrorBody, ApiErrorDetail, ERROR_ORIGIN, ERROR_SOURCE,
+    adapter_status,
+};
 
 /// The header every answer carries: the id of the call it answers.
 pub const CALL_ID: &str = "airlock-call-id";
@@ -41,41 +48,129 @@ pub(crate) struct AppState {
     runtime: Runtime,
     store: Arc<dyn ServiceStore>,
     tenants: Tenants,
+    /// Cancelled when the service stops: open event streams end, new calls are refused.
+    shutdown: CancellationToken,
+}
+
+/// The OpenAPI document's frame; the paths and schemas come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Airlock",
+        description = "Airlock as a multi-tenant service: an adapter registry with admission, the adapter contract's operations, live events. See docs/service.md.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerKey),
+    components(schemas(ApiErrorBody, ApiErrorDetail, airlock::AdapterError, airlock::ErrorCode)),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "registry", description = "Adapters and their versions"),
+    )
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme: a tenant's API key.
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes anyone may call.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The routes of `/v1/`: a tenant's, behind its API key.
+fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(adapters::list))
+        .routes(routes!(adapters::one))
+}
+
+/// The OpenAPI 3.1 document of the service, as `GET /openapi.json` serves it (and
+/// `docs/openapi.json` holds it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = public_routes().merge(v1_routes()).split_for_parts();
+    // Every `/v1/` operation needs a tenant's key.
+    let bearer = utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation.security = Some(vec![bearer.clone()]);
+        }
+    }
+    api
 }
 
 /// The service's routes on `runtime` (its database holds the tenants and the registry).
 pub fn router(runtime: Runtime) -> Router {
+    router_with_shutdown(runtime, CancellationToken::new())
+}
+
+fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
     let store = runtime.service_store();
     let state = AppState {
         tenants: Tenants::new(store.clone()),
         store,
         runtime,
+        shutdown,
     };
-    let v1 = Router::new()
-        .route("/v1/adapters", get(adapters::list))
-        .route("/v1/adapters/{name}", get(adapters::one))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    let (public, _) = public_routes().split_for_parts();
+    let (v1, _) = v1_routes().split_for_parts();
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
+    let api = Arc::new(openapi());
+    public
         .merge(v1)
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let api = api.clone();
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(call_id))
         .with_state(state)
 }
 
-/// Serve `runtime` on `listener` until `shutdown` completes; then stop accepting and finish
-/// the requests in flight.
+/// Serve `runtime` on `listener` until `shutdown` completes; then stop accepting, end the
+/// open event streams and finish the requests in flight.
 pub async fn serve(
     runtime: Runtime,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(runtime))
-        .with_graceful_shutdown(shutdown)
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    let signal = async move {
+        shutdown.await;
+        stop.cancel();
+    };
+    axum::serve(listener, router_with_shutdown(runtime, token))
+        .with_graceful_shutdown(signal)
         .await
 }
 
@@ -111,20 +206,48 @@ async fn call_id(mut request: Request, next: Next) -> Response {
 #[derive(Debug, Clone)]
 pub struct CallId(pub String);
 
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+/// `GET /healthz`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let database = state.runtime.database();
+/// `GET /readyz`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Ready {
+    /// `ready`.
+    status: &'static str,
+    /// The database the node uses (a PostgreSQL URL without its password, or a SQLite file).
+    database: String,
+    /// This node's id.
+    node: String,
+}
+
+/// Whether the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves", body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Whether the node can answer calls: its database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "The database does not answer", body = ApiErrorBody),
+    ))]
+async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Ready>, ApiError> {
     state
         .store
         .tenant("")
         .await
         .map_err(|error| ApiError::unavailable(format!("the database does not answer: {error}")))?;
-    Ok(axum::Json(
-        json!({ "status": "ready", "database": database, "node": state.runtime.node_id() }),
-    ))
+    Ok(axum::Json(Ready {
+        status: "ready",
+        database: state.runtime.database(),
+        node: state.runtime.node_id().to_owned(),
+    }))
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -133,4 +256,23 @@ async fn not_found(request: Request) -> ApiError {
         request.method(),
         request.uri().path()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed `docs/openapi.json` is the document the handlers make. After changing
+    /// an endpoint, `AIRLOCK_UPDATE_OPENAPI=1 cargo test -p airlock-server openapi` rewrites it.
+    #[test]
+    fn the_committed_openapi_document_is_the_generated_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let generated = super::openapi().to_pretty_json().unwrap() + "\n";
+        if std::env::var_os("AIRLOCK_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json differs from the handlers' document; run `AIRLOCK_UPDATE_OPENAPI=1 cargo test -p airlock-server openapi` and commit it"
+        );
+    }
 }
