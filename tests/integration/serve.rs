@@ -17,12 +17,12 @@ use crate::nodes::TestDatabase;
 const AIRLOCK: &str = env!("CARGO_BIN_EXE_airlock");
 
 /// A running `airlock serve`, stopped with SIGTERM when dropped.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
-fn global_args(data_dir: &Path, database: Option<&str>) -> Vec<String> {
+pub(crate) fn global_args(data_dir: &Path, database: Option<&str>) -> Vec<String> {
     let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
     if let Some(url) = database {
         args.extend(["--database".to_owned(), url.to_owned()]);
@@ -31,7 +31,7 @@ fn global_args(data_dir: &Path, database: Option<&str>) -> Vec<String> {
 }
 
 impl Server {
-    fn start(data_dir: &Path, database: Option<&str>) -> Server {
+    pub(crate) fn start(data_dir: &Path, database: Option<&str>) -> Server {
         let mut child = Command::new(AIRLOCK)
             .args(global_args(data_dir, database))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -52,7 +52,7 @@ impl Server {
     }
 
     /// SIGTERM, then the exit status (within 10 s).
-    fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -76,7 +76,12 @@ impl Drop for Server {
     }
 }
 
-fn tenant_key(data_dir: &Path, database: Option<&str>, verb: &str, name: &str) -> String {
+pub(crate) fn tenant_key(
+    data_dir: &Path,
+    database: Option<&str>,
+    verb: &str,
+    name: &str,
+) -> String {
     let output = Command::new(AIRLOCK)
         .args(global_args(data_dir, database))
         .args(["tenant", verb, name])
@@ -92,18 +97,24 @@ fn tenant_key(data_dir: &Path, database: Option<&str>, verb: &str, name: &str) -
 }
 
 /// What one request got: status, the headers the tests look at, the body as JSON.
-struct Answer {
-    status: u16,
-    call_id: String,
-    source: Option<String>,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) call_id: String,
+    pub(crate) source: Option<String>,
+    pub(crate) body: Value,
 }
 
-async fn get(url: &str, key: Option<&str>) -> Answer {
+/// `GET url`, with `key` as the whole `Authorization` header.
+pub(crate) async fn get(url: &str, key: Option<&str>) -> Answer {
     let mut request = reqwest::Client::new().get(url);
     if let Some(key) = key {
         request = request.header("authorization", key);
     }
+    send(request).await
+}
+
+/// Send `request`; its answer (the body must be JSON).
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Answer {
     let response = request.send().await.unwrap();
     let header = |name: &str| {
         response
@@ -126,7 +137,7 @@ async fn get(url: &str, key: Option<&str>) -> Answer {
     }
 }
 
-fn refused_as(answer: &Answer, status: u16, code: &str) {
+pub(crate) fn refused_as(answer: &Answer, status: u16, code: &str) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(answer.source.as_deref(), Some("airlock"));
     assert_eq!(answer.body["error"]["code"], code, "{}", answer.body);

@@ -97,7 +97,10 @@ pub(super) async fn list(
 ) -> Result<Json<AdapterList>, ApiError> {
     let adapters = state.store.adapters(&caller.tenant).await?;
     Ok(Json(AdapterList {
-        adapters: adapters.iter().map(|a| AdapterView::new(a, false)).collect(),
+        adapters: adapters
+            .iter()
+            .map(|a| AdapterView::new(a, false))
+            .collect(),
     }))
 }
 

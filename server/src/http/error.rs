@@ -130,9 +130,10 @@ impl IntoResponse for ApiError {
             );
         }
         if self.code == "quota_exceeded" || self.code == "shutting_down" {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
         }
         response
     }

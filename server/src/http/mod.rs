@@ -101,7 +101,8 @@ fn v1_routes() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = public_routes().merge(v1_routes()).split_for_parts();
     // Every `/v1/` operation needs a tenant's key.
-    let bearer = utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
+    let bearer =
+        utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new());
     for (path, item) in api.paths.paths.iter_mut() {
         if !path.starts_with("/v1/") {
             continue;
