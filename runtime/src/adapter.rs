@@ -154,6 +154,16 @@ pub struct CallOptions {
     pub(crate) client_token: Option<String>,
 }
 
+impl CallOptions {
+    /// Options that send the guest's progress reports to `sender` as they happen.
+    pub fn with_progress(sender: UnboundedSender<ProgressReport>) -> CallOptions {
+        CallOptions {
+            progress: Some(sender),
+            client_token: None,
+        }
+    }
+}
+
 fn mismatch(origin: &str, message: String) -> Error {
     Error::WorldMismatch {
         origin: origin.to_owned(),

@@ -358,6 +358,44 @@ impl Runtime {
         self.load(default, bytes, policy, origin.to_owned()).await
     }
 
+    /// Load `bytes` as `tenant`'s adapter `name`, for a registry that owns the names (the
+    /// service's): the adapter's state and records are the tenant's, under `name`, whatever
+    /// component binds it now — a new version of the adapter takes over the namespace (and
+    /// the state) of the one before, as when a policy names its adapter. Nothing is bound
+    /// for the default tenant. A policy that names another adapter is refused.
+    pub async fn load_for_tenant(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        mut policy: Policy,
+        origin: &str,
+    ) -> Result<Adapter, Error> {
+        if let Some(named) = &policy.name
+            && named != name
+        {
+            return Err(Error::Policy {
+                origin: policy.origin_or(origin).to_owned(),
+                message: format!(
+                    "the policy names the adapter {named:?}, but it is registered as {name:?}; remove `name` from the policy or make it {name:?}"
+                ),
+            });
+        }
+        policy.name = Some(name.to_owned());
+        let default = DefaultName {
+            name: name.to_owned(),
+            from: NameFrom::Embedder,
+        };
+        let runtime = self.clone();
+        let origin_owned = origin.to_owned();
+        let adapter = tokio::task::spawn_blocking(move || {
+            runtime.load_blocking(default, &bytes, policy, &origin_owned)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("load task failed: {e}")))??;
+        adapter.for_tenant(tenant).await
+    }
+
     /// Compile (or find in the cache) and prepare on the blocking pool, then bind the
     /// namespace: only once the component proved to be an adapter, so a broken one never
     /// takes a namespace.

@@ -10,6 +10,7 @@
 
 pub mod apikey;
 pub mod http;
+pub mod loaded;
 pub mod tenants;
 
 pub use apikey::ApiKey;

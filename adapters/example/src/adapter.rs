@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_sdk::{
     Adapter, AdapterError, Config, Connection, CostEstimate, Costs, Credentials, Lifecycle, Params,
-    ProvisionResult, Result, Rotation, Status, StatusDetail, json, log, state,
+    ProvisionResult, Result, Rotation, Status, StatusDetail, json, log, progress, state,
 };
 use serde::{Deserialize, Serialize};
 
@@ -174,6 +174,12 @@ impl Adapter for Example {
         let settings = Settings::from_config(config)?;
         let name = params.require_str("name")?.to_owned();
         let steps = params.optional_u64("steps", 1..=100)?.unwrap_or(4);
+        let wait = match params.get("wait") {
+            None => false,
+            Some(value) => value.as_bool().ok_or_else(|| {
+                AdapterError::validation("params.wait: expected true or false")
+            })?,
+        };
 
         if let Some(key) = key
             && let Some(id) = state::get_json::<String>(&format!("key:{key}"))?
@@ -212,6 +218,14 @@ impl Adapter for Example {
         }
         let instance = if created { instance } else { load(&id)? };
         log::info(&format!("created {id} in {}", instance.region));
+        if wait && created {
+            // A provider whose create returns only when the resource is ready: report each
+            // step as it completes.
+            for step in 1..=instance.steps {
+                std::thread::sleep(Duration::from_millis(instance.step_millis));
+                progress::report(step, instance.steps, Some("provisioning"));
+            }
+        }
         let result = if created {
             ProvisionResult::created(id.clone(), instance.connection(&id))
         } else {

@@ -13,6 +13,8 @@
 mod adapters;
 mod auth;
 mod error;
+mod instances;
+mod json;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub(crate) struct AppState {
     tenants: Tenants,
     /// Cancelled when the service stops: open event streams end, new calls are refused.
     shutdown: CancellationToken,
+    /// Adapters loaded for calls.
+    loaded: crate::loaded::Loaded,
 }
 
 /// The OpenAPI document's frame; the paths and schemas come from the handlers.
@@ -65,6 +69,7 @@ pub(crate) struct AppState {
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "registry", description = "Adapters and their versions"),
+        (name = "contract", description = "The adapter contract's operations, on the caller's adapters"),
     )
 )]
 struct ApiDoc;
@@ -94,6 +99,15 @@ fn v1_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(adapters::list))
         .routes(routes!(adapters::one))
+        .routes(routes!(instances::validate_config))
+        .routes(routes!(instances::create))
+        .routes(routes!(instances::status, instances::destroy))
+        .routes(routes!(instances::credentials))
+        .routes(routes!(instances::pause))
+        .routes(routes!(instances::resume))
+        .routes(routes!(instances::rotate_credentials))
+        .routes(routes!(instances::costs))
+        .routes(routes!(instances::list))
 }
 
 /// The OpenAPI 3.1 document of the service, as `GET /openapi.json` serves it (and
@@ -132,6 +146,7 @@ fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router
     let store = runtime.service_store();
     let state = AppState {
         tenants: Tenants::new(store.clone()),
+        loaded: crate::loaded::Loaded::new(runtime.clone(), store.clone()),
         store,
         runtime,
         shutdown,
