@@ -11,6 +11,7 @@
 pub mod apikey;
 pub mod http;
 pub mod tenants;
+pub mod upkeep;
 
 pub use apikey::ApiKey;
 pub use tenants::{TenantError, Tenants};

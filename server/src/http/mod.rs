@@ -12,7 +12,9 @@
 
 mod adapters;
 mod auth;
+mod calls;
 mod error;
+mod events;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -94,6 +96,8 @@ fn v1_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(adapters::list))
         .routes(routes!(adapters::one))
+        .routes(routes!(events::stream))
+        .routes(routes!(calls::one))
 }
 
 /// The OpenAPI 3.1 document of the service, as `GET /openapi.json` serves it (and
@@ -128,7 +132,7 @@ pub fn router(runtime: Runtime) -> Router {
     router_with_shutdown(runtime, CancellationToken::new())
 }
 
-fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
+pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
     let store = runtime.service_store();
     let state = AppState {
         tenants: Tenants::new(store.clone()),
@@ -165,6 +169,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = CancellationToken::new();
+    crate::upkeep::spawn(
+        runtime.service_store(),
+        token.clone(),
+        crate::upkeep::Retention::default(),
+    );
     let stop = token.clone();
     let signal = async move {
         shutdown.await;
