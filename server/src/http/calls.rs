@@ -114,7 +114,12 @@ mod tests {
             assert!(body["atMs"].as_i64().unwrap() > 0, "{body}");
 
             // An expired record: gone for its own tenant too.
-            let mut expired = service.store.call("acme", "call_000000000000000000000001").await.unwrap().unwrap();
+            let mut expired = service
+                .store
+                .call("acme", "call_000000000000000000000001")
+                .await
+                .unwrap()
+                .unwrap();
             expired.call_id = "call_000000000000000000000003".to_owned();
             service
                 .store

@@ -295,17 +295,15 @@ pub(crate) mod tests {
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             );
             sql(&admin, &format!("CREATE DATABASE {name}"));
-            let url = match admin.split_once('?').unwrap_or((&admin, "")) {
-                (base, query) => {
-                    let (server, _) = base
-                        .rsplit_once('/')
-                        .unwrap_or_else(|| panic!("{VAR} has no database part: {admin}"));
-                    if query.is_empty() {
-                        format!("{server}/{name}")
-                    } else {
-                        format!("{server}/{name}?{query}")
-                    }
-                }
+            // The same server and parameters, another database.
+            let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+            let (server, _) = base
+                .rsplit_once('/')
+                .unwrap_or_else(|| panic!("{VAR} has no database part: {admin}"));
+            let url = if query.is_empty() {
+                format!("{server}/{name}")
+            } else {
+                format!("{server}/{name}?{query}")
             };
             Some(TestDatabase { admin, name, url })
         }
