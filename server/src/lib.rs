@@ -12,6 +12,7 @@ pub mod apikey;
 pub mod http;
 pub mod loaded;
 pub mod tenants;
+pub mod upkeep;
 
 pub use apikey::ApiKey;
 pub use tenants::{TenantError, Tenants};

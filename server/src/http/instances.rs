@@ -13,8 +13,6 @@
 //! (`GET /v1/adapters/{name}/creates/{key}/events`) and, once it returns, to the instance's
 //! as well.
 
-use std::time::Duration;
-
 use airlock::storage::service::{InstanceFilter, InstanceRecord};
 use airlock::{
     CallOptions, CostEstimate, Credential, Invocation, Operation, Output, ProgressReport,
@@ -30,9 +28,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::json::ApiJson;
 use super::{AdapterFailure, ApiError, ApiErrorBody, AppState, CallId, Caller};
-
-/// How long a call's record (`GET /v1/calls/{id}`) is kept.
-pub(crate) const CALL_RECORD_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The header a create's idempotency key may come in (or `idempotencyKey` in the body).
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -237,7 +232,12 @@ impl CallSite<'_> {
             logs: logs.to_string(),
             at_ms: 0,
         };
-        if let Err(error) = self.state.store.call_put(&record, CALL_RECORD_WINDOW).await {
+        if let Err(error) = self
+            .state
+            .store
+            .call_put(&record, crate::upkeep::CALL_RECORD_WINDOW)
+            .await
+        {
             tracing::warn!(target: "airlock::serve", call_id = %self.call_id.0, %error, "cannot store the call's record");
         }
         let operation = invocation.receipt.operation;

@@ -12,7 +12,9 @@
 
 mod adapters;
 mod auth;
+mod calls;
 mod error;
+mod events;
 mod instances;
 mod json;
 
@@ -70,6 +72,8 @@ pub(crate) struct AppState {
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "registry", description = "Adapters and their versions"),
         (name = "contract", description = "The adapter contract's operations, on the caller's adapters"),
+        (name = "events", description = "Live events of instances and creates, as server-sent events"),
+        (name = "calls", description = "Each call's record: its receipt and redacted logs"),
     )
 )]
 struct ApiDoc;
@@ -108,6 +112,9 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::rotate_credentials))
         .routes(routes!(instances::costs))
         .routes(routes!(instances::list))
+        .routes(routes!(events::stream))
+        .routes(routes!(events::create_stream))
+        .routes(routes!(calls::one))
 }
 
 /// The OpenAPI 3.1 document of the service, as `GET /openapi.json` serves it (and
@@ -142,7 +149,7 @@ pub fn router(runtime: Runtime) -> Router {
     router_with_shutdown(runtime, CancellationToken::new())
 }
 
-fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
+pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
     let store = runtime.service_store();
     let state = AppState {
         tenants: Tenants::new(store.clone()),
@@ -180,6 +187,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = CancellationToken::new();
+    crate::upkeep::spawn(
+        runtime.service_store(),
+        token.clone(),
+        crate::upkeep::Retention::default(),
+    );
     let stop = token.clone();
     let signal = async move {
         shutdown.await;
