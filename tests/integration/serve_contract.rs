@@ -360,3 +360,171 @@ fn serve_answers_guest_failures_as_the_adapters_and_keeps_serving_others() {
         );
     });
 }
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub(crate) struct SseEvent {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) data: Value,
+}
+
+/// A server-sent-event stream read from a response body.
+pub(crate) struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub(crate) async fn open(request: reqwest::RequestBuilder) -> SseReader {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "an event stream"
+        );
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped), or `None` when the stream ended or
+    /// nothing came within `wait`.
+    pub(crate) async fn next(&mut self, wait: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, None, None);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(serde_json::from_str(v.trim()).unwrap());
+                    }
+                }
+                if let (Some(id), Some(kind), Some(data)) = (id, kind, data) {
+                    return Some(SseEvent { id, kind, data });
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+/// A slow create (the example's `wait`: four steps of 300 ms) followed on its key's
+/// stream: its progress arrives while the create is still running; afterwards the
+/// instance's stream holds the progress, logs and receipt, a stream resumed with
+/// `Last-Event-ID` continues after that event exactly, and the call's record is there.
+fn events_on(data_dir: &Path, database: Option<&str>) {
+    let key = tenant_key(data_dir, database, "create", "acme");
+    let runtime = runtime_on(data_dir, database);
+    let store = runtime.service_store();
+    let server = Server::start(data_dir, database);
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        publish(store.as_ref(), "acme", "example", EXAMPLE_ADAPTER, "").await;
+        let acme = Client::new(&server.url, &key);
+        let mut live = SseReader::open(
+            acme.request(reqwest::Method::GET, "/v1/adapters/example/creates/slow-1/events"),
+        )
+        .await;
+        let create = acme
+            .request(reqwest::Method::POST, "/v1/adapters/example/instances")
+            .header("idempotency-key", "slow-1")
+            .json(&json!({ "config": example_config(300), "params": { "name": "slow", "wait": true } }));
+        let started = Instant::now();
+        let create = tokio::spawn(async move { send(create).await });
+
+        let first = live.next(Duration::from_secs(10)).await.expect("a progress event");
+        assert_eq!(first.kind, "progress", "{first:?}");
+        assert_eq!((&first.data["current"], &first.data["total"]), (&json!(1), &json!(4)));
+        assert!(
+            !create.is_finished(),
+            "the first progress event came after the create had answered"
+        );
+        let mut kinds = vec![first.kind.clone()];
+        while let Some(event) = live.next(Duration::from_secs(10)).await {
+            kinds.push(event.kind.clone());
+            if event.kind == "receipt" {
+                assert_eq!(event.data["operation"], "create");
+                break;
+            }
+        }
+        assert_eq!(
+            kinds,
+            ["progress", "progress", "progress", "progress", "log", "receipt"],
+            "the create's stream"
+        );
+        let created = create.await.unwrap();
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert!(started.elapsed() >= Duration::from_millis(1200));
+        let id = created.body["instanceId"].as_str().unwrap().to_owned();
+
+        // The instance's stream from the start, then resumed after its second event.
+        let events = format!("/v1/adapters/example/instances/{id}/events");
+        let mut all = SseReader::open(acme.request(reqwest::Method::GET, &events)).await;
+        let mut stored = Vec::new();
+        while let Some(event) = all.next(Duration::from_secs(3)).await {
+            stored.push(event);
+            if stored.len() == 6 {
+                break;
+            }
+        }
+        let kinds: Vec<&str> = stored.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["progress", "progress", "progress", "progress", "log", "receipt"]);
+        assert!(stored.windows(2).all(|w| w[0].id < w[1].id), "{stored:?}");
+        let mut resumed = SseReader::open(
+            acme.request(reqwest::Method::GET, &events)
+                .header("last-event-id", stored[1].id.to_string()),
+        )
+        .await;
+        let next = resumed.next(Duration::from_secs(3)).await.unwrap();
+        assert_eq!(next.id, stored[2].id, "resumed right after the event it named");
+
+        // A status call appears live on the open stream: its status change and receipt.
+        let status = acme.get(&format!("/v1/adapters/example/instances/{id}")).await;
+        assert_eq!(status.status, 200, "{}", status.body);
+        let mut live_kinds = Vec::new();
+        while let Some(event) = all.next(Duration::from_secs(10)).await {
+            live_kinds.push(event.kind.clone());
+            if event.kind == "receipt" {
+                assert_eq!(event.data["callId"], json!(status.call_id));
+                break;
+            }
+        }
+        assert_eq!(live_kinds, ["status", "receipt"]);
+
+        // The create's record: its receipt and its (redacted) logs.
+        let record = acme.get(&format!("/v1/calls/{}", created.call_id)).await;
+        assert_eq!(record.status, 200, "{}", record.body);
+        assert_eq!(record.body["operation"], "create");
+        assert_eq!(record.body["receipt"]["operation"], "create");
+        assert!(record.body["logs"][0]["message"].as_str().unwrap().contains(&id), "{}", record.body);
+    });
+}
+
+#[test]
+fn serve_streams_a_slow_creates_events_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    events_on(dir.path(), None);
+}
+
+#[test]
+fn serve_streams_a_slow_creates_events_on_postgres() {
+    let Some(database) = TestDatabase::create("serve_streams_a_slow_creates_events_on_postgres")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    events_on(dir.path(), Some(&database.url));
+}
