@@ -14,6 +14,10 @@ pub(crate) struct ServeArgs {
     /// stdout says which).
     #[arg(long, default_value = "127.0.0.1:8700")]
     listen: SocketAddr,
+    /// After SIGINT or SIGTERM, how long the calls in flight may take to finish before the
+    /// service stops without them (e.g. `30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: std::time::Duration,
 }
 
 /// Run `airlock serve` until SIGINT or SIGTERM; then finish the requests in flight.
@@ -36,7 +40,7 @@ pub(crate) async fn run(config: &RuntimeConfig, args: ServeArgs) -> ExitCode {
         runtime.database(),
         runtime.node_id()
     );
-    match airlock_server::http::serve(runtime, listener, stop_signal()).await {
+    match airlock_server::http::serve(runtime, listener, stop_signal(), args.shutdown_grace).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => super::fail(&format!("serving on {address}: {e}")),
     }

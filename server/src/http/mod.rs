@@ -18,7 +18,7 @@ mod events;
 mod instances;
 mod json;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use airlock::Runtime;
@@ -179,12 +179,19 @@ pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken
         .with_state(state)
 }
 
-/// Serve `runtime` on `listener` until `shutdown` completes; then stop accepting, end the
-/// open event streams and finish the requests in flight.
+/// How long `serve` lets the requests in flight finish after the stop signal, unless told
+/// otherwise.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serve `runtime` on `listener` until `shutdown` completes. Then stop accepting, end the
+/// open event streams, refuse new calls on open connections (503 `shutting_down`) and let
+/// the requests in flight finish, for at most `grace`: calls still running then are cut
+/// (their idempotency claims are taken over by another call once their lease runs out).
 pub async fn serve(
     runtime: Runtime,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
     let token = CancellationToken::new();
     crate::upkeep::spawn(
@@ -197,9 +204,20 @@ pub async fn serve(
         shutdown.await;
         stop.cancel();
     };
-    axum::serve(listener, router_with_shutdown(runtime, token))
+    let server = axum::serve(listener, router_with_shutdown(runtime, token.clone()))
         .with_graceful_shutdown(signal)
-        .await
+        .into_future();
+    let bound = async {
+        token.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = bound => {
+            tracing::warn!(target: "airlock::serve", ?grace, "requests still in flight after the grace period; stopping without them");
+            Ok(())
+        }
+    }
 }
 
 /// A new call id: `call_` and 24 hex digits from the operating system's random source.
