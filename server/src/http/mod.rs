@@ -13,6 +13,7 @@
 mod adapters;
 mod auth;
 mod error;
+mod registry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -94,6 +95,8 @@ fn v1_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(adapters::list))
         .routes(routes!(adapters::one))
+        .routes(registry::upload_route())
+        .routes(routes!(registry::activate))
 }
 
 /// The OpenAPI 3.1 document of the service, as `GET /openapi.json` serves it (and
