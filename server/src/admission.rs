@@ -365,9 +365,7 @@ async fn conformance_check(
                 file.flush()?;
                 Ok(file)
             })
-            .map_err(|e| {
-                AdmissionError::Unavailable(format!("cannot write the recording: {e}"))
-            })?;
+            .map_err(|e| AdmissionError::Unavailable(format!("cannot write the recording: {e}")))?;
         options.provider = ProviderChoice::Replay(file.path().to_owned());
         recording_file = Some(file);
     }
@@ -435,8 +433,7 @@ fn finish(mut report: Report, ceiling: &Ceiling) -> Report {
     }
     report.verdict = if report.failures.is_empty() {
         Verdict::Admitted
-    } else if report.failures.iter().all(|f| f.warnable) && ceiling.admission == Admission::Warn
-    {
+    } else if report.failures.iter().all(|f| f.warnable) && ceiling.admission == Admission::Warn {
         Verdict::Flagged
     } else {
         Verdict::Refused
@@ -610,9 +607,17 @@ mod tests {
         assert_eq!(flagged.verdict, Verdict::Flagged);
         assert!(!flagged.admitted);
         assert_eq!(rules(&flagged), ["create.idempotent"]);
-        assert_eq!(finish(base.clone(), &Ceiling::default()).verdict, Verdict::Refused);
+        assert_eq!(
+            finish(base.clone(), &Ceiling::default()).verdict,
+            Verdict::Refused
+        );
         let mut not_judged_only = base;
-        not_judged_only.conformance.as_mut().unwrap().results.remove(0);
+        not_judged_only
+            .conformance
+            .as_mut()
+            .unwrap()
+            .results
+            .remove(0);
         let admitted = finish(not_judged_only, &Ceiling::default());
         assert_eq!(admitted.verdict, Verdict::Admitted);
         assert!(admitted.admitted);

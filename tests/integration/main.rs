@@ -18,5 +18,6 @@ mod new;
 mod nodes;
 mod pool;
 mod serve;
+mod serve_registry;
 mod storage;
 mod tenant;

@@ -83,7 +83,11 @@ impl ApiError {
 
     /// 422: an uploaded version failed admission (the answer carries the report).
     pub fn admission_failed(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "admission_failed", message)
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "admission_failed",
+            message,
+        )
     }
 
     /// 413: the body is larger than the service accepts.

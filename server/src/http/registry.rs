@@ -243,11 +243,10 @@ pub(super) async fn activate(
         )));
     };
     if !stored.admitted {
-        let ceiling = state
-            .tenants
-            .ceiling(tenant)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized(format!("tenant {tenant:?} no longer exists")))?;
+        let ceiling =
+            state.tenants.ceiling(tenant).await?.ok_or_else(|| {
+                ApiError::unauthorized(format!("tenant {tenant:?} no longer exists"))
+            })?;
         if ceiling.admission != Admission::Warn {
             return Err(ApiError::conflict(format!(
                 "{name} {version} failed admission (its report is in GET /v1/adapters/{name}); only a tenant whose ceiling sets admission = \"warn\" may activate such a version, and this tenant's refuses: publish a version that passes"
@@ -336,6 +335,21 @@ async fn read_upload(
         config: None,
         params: None,
     };
+    match read_parts(&mut multipart, &mut upload).await {
+        Err(error) if error.status == StatusCode::PAYLOAD_TOO_LARGE => {
+            // Read the rest (the body limit bounds it), so that the client, still sending,
+            // gets the 413 rather than a connection reset.
+            while let Ok(Some(mut field)) = multipart.next_field().await {
+                while let Ok(Some(_)) = field.chunk().await {}
+            }
+            Err(error)
+        }
+        other => other.map(|()| upload),
+    }
+}
+
+/// Read every part into `upload`; 400 without `component` or `policy`.
+async fn read_parts(multipart: &mut Multipart, upload: &mut Upload) -> Result<(), ApiError> {
     let (mut component, mut policy) = (false, false);
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         let part = field.name().unwrap_or_default().to_owned();
@@ -349,8 +363,7 @@ async fn read_upload(
                 policy = true;
             }
             "recording" => {
-                let recording =
-                    text(read_part(field, &part, MAX_RECORDING_BYTES).await?, &part)?;
+                let recording = text(read_part(field, &part, MAX_RECORDING_BYTES).await?, &part)?;
                 upload.recording = Some(recording);
             }
             "config" | "params" => {
@@ -376,19 +389,23 @@ async fn read_upload(
             "an upload needs the parts `component` (the .wasm) and `policy` (TOML; may be empty)",
         ));
     }
-    Ok(upload)
+    Ok(())
 }
 
-/// A part's bytes, refused with 413 as soon as they pass `most`.
+/// A part's bytes; 413 if they pass `most` (kept no further than that).
 async fn read_part(mut field: Field<'_>, part: &str, most: usize) -> Result<Vec<u8>, ApiError> {
     let mut bytes = Vec::new();
+    let mut size = 0usize;
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        if bytes.len() + chunk.len() > most {
-            return Err(ApiError::payload_too_large(format!(
-                "the `{part}` part is over {most} bytes, the most the registry accepts"
-            )));
+        size = size.saturating_add(chunk.len());
+        if size <= most {
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
+    }
+    if size > most {
+        return Err(ApiError::payload_too_large(format!(
+            "the `{part}` part is {size} bytes, over the {most} the registry accepts"
+        )));
     }
     Ok(bytes)
 }
@@ -404,6 +421,9 @@ fn multipart_error(error: MultipartError) -> ApiError {
             "the upload is over {UPLOAD_BODY_LIMIT} bytes, the most the registry accepts"
         ))
     } else {
-        ApiError::bad_request(format!("the multipart body is malformed: {}", error.body_text()))
+        ApiError::bad_request(format!(
+            "the multipart body is malformed: {}",
+            error.body_text()
+        ))
     }
 }
