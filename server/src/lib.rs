@@ -6,8 +6,10 @@
 //! of them ([`tenants`]: create, list, rotate a key, set a ceiling) — on the runtime's
 //! storage ([`airlock::storage::service::ServiceStore`]), so the `airlock tenant` commands
 //! and a running service see the same rows, on SQLite or on PostgreSQL — and the service
-//! itself over HTTP ([`http`], `airlock serve`; docs/service.md).
+//! itself over HTTP ([`http`], `airlock serve`; docs/service.md), with the registry's
+//! [`admission`] of uploaded versions.
 
+pub mod admission;
 pub mod apikey;
 pub mod http;
 pub mod loaded;

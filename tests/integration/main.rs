@@ -19,5 +19,6 @@ mod nodes;
 mod pool;
 mod serve;
 mod serve_contract;
+mod serve_registry;
 mod storage;
 mod tenant;

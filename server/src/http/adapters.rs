@@ -72,7 +72,7 @@ impl VersionView {
 }
 
 impl AdapterView {
-    fn new(entry: &AdapterEntry, detail: bool) -> AdapterView {
+    pub(super) fn new(entry: &AdapterEntry, detail: bool) -> AdapterView {
         AdapterView {
             name: entry.adapter.clone(),
             active: entry.active.clone(),

@@ -81,6 +81,15 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 422: an uploaded version failed admission (the answer carries the report).
+    pub fn admission_failed(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "admission_failed",
+            message,
+        )
+    }
+
     /// 413: the body is larger than the service accepts.
     pub fn payload_too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)

@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod instances;
 mod json;
+mod registry;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -115,6 +116,8 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::stream))
         .routes(routes!(events::create_stream))
         .routes(routes!(calls::one))
+        .routes(registry::upload_route())
+        .routes(routes!(registry::activate))
 }
 
 /// The OpenAPI 3.1 document of the service, as `GET /openapi.json` serves it (and
