@@ -19,6 +19,7 @@ mod nodes;
 mod pool;
 mod serve;
 mod serve_contract;
+mod serve_nodes;
 mod serve_registry;
 mod storage;
 mod tenant;

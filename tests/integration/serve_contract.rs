@@ -91,7 +91,7 @@ fn adapter_error(answer: &Answer, status: u16, code: &str) {
     );
 }
 
-fn runtime_on(data_dir: &Path, database: Option<&str>) -> Runtime {
+pub(crate) fn runtime_on(data_dir: &Path, database: Option<&str>) -> Runtime {
     Runtime::new(RuntimeConfig {
         database: database.map(|url| DatabaseUrl::parse(url).unwrap()),
         ..RuntimeConfig::with_data_dir(data_dir)
