@@ -6,10 +6,13 @@
 //! of them ([`tenants`]: create, list, rotate a key, set a ceiling) — on the runtime's
 //! storage ([`airlock::storage::service::ServiceStore`]), so the `airlock tenant` commands
 //! and a running service see the same rows, on SQLite or on PostgreSQL — and the service
-//! itself over HTTP ([`http`], `airlock serve`; docs/service.md).
+//! itself over HTTP ([`http`], `airlock serve`; docs/service.md), with per-tenant call
+//! [`quotas`] and Prometheus [`metrics`].
 
 pub mod apikey;
 pub mod http;
+pub mod metrics;
+pub mod quotas;
 pub mod tenants;
 
 pub use apikey::ApiKey;

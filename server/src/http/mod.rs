@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `GET /healthz` | 200 `{"status": "ok"}` while the process serves |
 //! | `GET /readyz` | 200 `{"status": "ready", "database": …}` when the database answers, else 503 |
+//! | `GET /metrics` | the node's metrics in Prometheus' text format ([`crate::metrics`]) |
 //! | `GET /v1/adapters` | the caller's adapters, their versions and the active one |
 //! | `GET /v1/adapters/{name}` | one of them, or 404 |
 
@@ -48,6 +49,11 @@ pub(crate) struct AppState {
     runtime: Runtime,
     store: Arc<dyn ServiceStore>,
     tenants: Tenants,
+    /// The tenants' call quotas on this node; the contract handlers take a permit per call.
+    #[allow(dead_code)] // until the contract handlers call it
+    pub(crate) quotas: crate::quotas::Quotas,
+    /// Tenants' ceilings, parsed once per text (the authentication middleware's).
+    ceilings: auth::CeilingCache,
     /// Cancelled when the service stops: open event streams end, new calls are refused.
     shutdown: CancellationToken,
 }
@@ -87,6 +93,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(crate::metrics::metrics))
 }
 
 /// The routes of `/v1/`: a tenant's, behind its API key.
@@ -129,9 +136,13 @@ pub fn router(runtime: Runtime) -> Router {
 }
 
 fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
+    // The recorder exists before the first call is recorded.
+    crate::metrics::handle();
     let store = runtime.service_store();
     let state = AppState {
         tenants: Tenants::new(store.clone()),
+        quotas: crate::quotas::Quotas::new(),
+        ceilings: auth::CeilingCache::default(),
         store,
         runtime,
         shutdown,
@@ -153,6 +164,7 @@ fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router
             }),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::metrics::track_http))
         .layer(middleware::from_fn(call_id))
         .with_state(state)
 }
