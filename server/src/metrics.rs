@@ -305,3 +305,145 @@ pub(crate) async fn track_http(request: Request, next: Next) -> Response {
     histogram!("airlock_http_request_duration_seconds", "route" => route).record(elapsed);
     response
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A served router on 127.0.0.1:0 over a runtime on a temporary directory, with tenant
+    /// `tenant` (ceiling text `ceiling`); its base URL and the tenant's key.
+    pub(crate) async fn serve(
+        tenant: &str,
+        ceiling: Option<&str>,
+    ) -> (String, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = airlock::Runtime::new(airlock::RuntimeConfig {
+            pool_size: 2,
+            ..airlock::RuntimeConfig::with_data_dir(dir.path())
+        })
+        .unwrap();
+        let key = crate::Tenants::new(runtime.service_store())
+            .create(tenant, None)
+            .await
+            .unwrap();
+        if let Some(text) = ceiling {
+            // Straight into the row, as a hand-edited database would have it.
+            assert!(
+                runtime
+                    .service_store()
+                    .tenant_set_ceiling(tenant, Some(text))
+                    .await
+                    .unwrap()
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = crate::http::router(runtime);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, key.reveal().to_owned(), dir)
+    }
+
+    fn receipt() -> airlock::Receipt {
+        airlock::Receipt {
+            adapter: "metrics-test".into(),
+            operation: "create",
+            wall_time_us: 1_500,
+            fuel_consumed: 2_400,
+            fuel_limit: 1_000_000,
+            memory_peak_bytes: 1_114_112,
+            memory_limit_bytes: 64 << 20,
+            deadline_ms: 10_000,
+            limit_hit: Some(airlock::LimitKind::Fuel),
+            error_code: Some(airlock::ErrorCode::Limit),
+            instantiated: true,
+            attempts: 1,
+            idempotency: Some("resumed"),
+            redactions: 2,
+            secrets_revealed: 0,
+            state_ops: 0,
+            state_writes: 0,
+            http_requests: 0,
+            log_records: 0,
+            logs_dropped: 0,
+            progress_dropped: 0,
+            stdio_bytes: 0,
+            stdio_dropped_bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_render_calls_as_histograms_and_requests_by_route_template() {
+        let (url, key, _dir) = serve("metrics-acme", None).await;
+        let client = reqwest::Client::new();
+        let missing = client
+            .get(format!("{url}/v1/adapters/no-such-adapter"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let unrouted = client
+            .get(format!("{url}/no/such/route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unrouted.status(), 404);
+        record_call(
+            "metrics-acme",
+            "metrics-test",
+            "create",
+            &receipt(),
+            "LIMIT",
+        );
+        record_admission_refusal("ceiling");
+
+        let answer = client.get(format!("{url}/metrics")).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = answer.text().await.unwrap();
+        for (name, kind) in [
+            ("airlock_calls_total", "counter"),
+            ("airlock_call_duration_seconds", "histogram"),
+            ("airlock_call_fuel", "histogram"),
+            ("airlock_call_memory_peak_bytes", "histogram"),
+            ("airlock_limit_hits_total", "counter"),
+            ("airlock_redactions_total", "counter"),
+            ("airlock_idempotency_total", "counter"),
+            ("airlock_admission_refusals_total", "counter"),
+            ("airlock_http_requests_total", "counter"),
+            ("airlock_http_request_duration_seconds", "histogram"),
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "no TYPE {kind} for {name}:\n{text}"
+            );
+        }
+        for line in [
+            r#"airlock_calls_total{tenant="metrics-acme",adapter="metrics-test",operation="create",outcome="LIMIT"} 1"#,
+            r#"airlock_call_duration_seconds_bucket{operation="create",le="0.0025"}"#,
+            r#"airlock_call_fuel_bucket{operation="create",le="3000"}"#,
+            r#"airlock_call_memory_peak_bytes_bucket{operation="create",le="4194304"}"#,
+            r#"airlock_limit_hits_total{kind="fuel"}"#,
+            r#"airlock_idempotency_total{outcome="resumed"}"#,
+            r#"airlock_admission_refusals_total{rule="ceiling"}"#,
+            r#"airlock_http_requests_total{route="/v1/adapters/{name}",method="GET",status="404"}"#,
+            r#"airlock_http_requests_total{route="unmatched",method="GET",status="404"}"#,
+            r#"airlock_http_request_duration_seconds_bucket{route="/v1/adapters/{name}",le="#,
+        ] {
+            assert!(text.contains(line), "no {line}:\n{text}");
+        }
+        assert!(
+            !text.contains("no-such-adapter") && !text.contains("/no/such/route"),
+            "a raw path became a label:\n{text}"
+        );
+        // Summaries would have quantiles; every histogram has buckets.
+        assert!(!text.contains("quantile="), "{text}");
+    }
+}

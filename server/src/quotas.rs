@@ -201,20 +201,21 @@ mod tests {
         let quotas = Quotas::new();
         let limits = limits(3, 1000);
         let now = Instant::now();
-        let held: Vec<_> = (0..3)
+        let mut held: Vec<_> = (0..3)
             .map(|_| quotas.admit_at("acme", &limits, now).unwrap())
             .collect();
         assert_eq!(
             quotas.admit_at("acme", &limits, now).unwrap_err(),
             Refusal::Concurrency { limit: 3 }
         );
-        drop(held.into_iter().next());
+        drop(held.pop());
         let again = quotas
             .admit_at("acme", &limits, now)
             .expect("a slot was freed");
         assert!(quotas.admit_at("acme", &limits, now).is_err());
         drop(again);
-        quotas.admit_at("acme", &limits, now).unwrap();
+        let _last = quotas.admit_at("acme", &limits, now).unwrap();
+        assert_eq!(held.len(), 2);
     }
 
     #[test]

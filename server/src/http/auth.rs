@@ -156,3 +156,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod served {
+    #[tokio::test]
+    async fn a_stored_ceiling_that_does_not_parse_is_503_not_the_default() {
+        let (url, key, _dir) =
+            crate::metrics::tests::serve("broken-ceiling", Some("[quotas]\nwhat = 1\n")).await;
+        let answer = reqwest::Client::new()
+            .get(format!("{url}/v1/adapters"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.headers()["airlock-error-source"], "airlock");
+        let body: serde_json::Value =
+            serde_json::from_str(&answer.text().await.unwrap()).unwrap_or_default();
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("the stored ceiling of tenant broken-ceiling does not parse"),
+            "{body}"
+        );
+    }
+}
