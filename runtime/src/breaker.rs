@@ -325,4 +325,62 @@ mod tests {
             "the probe's failure reopened it"
         );
     }
+
+    /// The breaker's metrics: transitions counted by the state entered, and the gauge of
+    /// breakers not closed back at zero when the circuit closes or the breaker is dropped.
+    #[test]
+    fn transitions_and_the_open_gauge_are_recorded() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        // A snapshot resets counters and gauges: each check point takes one and sees the
+        // changes since the previous.
+        let snapshot = || snapshotter.snapshot().into_vec();
+        type Taken = Vec<(
+            metrics_util::CompositeKey,
+            Option<metrics::Unit>,
+            Option<metrics::SharedString>,
+            DebugValue,
+        )>;
+        fn value<'a>(taken: &'a Taken, name: &str, to: Option<&str>) -> Option<&'a DebugValue> {
+            taken
+                .iter()
+                .find(|(key, ..)| {
+                    key.key().name() == name
+                        && to.is_none_or(|to| {
+                            key.key()
+                                .labels()
+                                .any(|l| l.key() == "to" && l.value() == to)
+                        })
+                })
+                .map(|(.., value)| value)
+        }
+        let gauge = |value: f64| Some(DebugValue::Gauge(value.into()));
+        metrics::with_local_recorder(&recorder, || {
+            let breaker = past_cooldown();
+            breaker.admit("a").unwrap().record(None);
+            let taken = snapshot();
+            for to in ["open", "half_open", "closed"] {
+                assert_eq!(
+                    value(&taken, "airlock_breaker_transitions_total", Some(to)),
+                    Some(&DebugValue::Counter(1)),
+                    "{to}"
+                );
+            }
+            assert_eq!(
+                value(&taken, "airlock_breaker_open", None),
+                gauge(0.0).as_ref()
+            );
+            let breaker = past_cooldown();
+            assert_eq!(
+                value(&snapshot(), "airlock_breaker_open", None),
+                gauge(1.0).as_ref()
+            );
+            drop(breaker);
+            assert_eq!(
+                value(&snapshot(), "airlock_breaker_open", None),
+                gauge(-1.0).as_ref()
+            );
+        });
+    }
 }
