@@ -178,7 +178,10 @@ fn describe() {
     );
 }
 
-/// The metrics as Prometheus text.
+/// This node's metrics, in Prometheus' text format.
+///
+/// Without a key, like `/healthz`: the text names tenants and adapters, so the operator
+/// exposes it to its own network only.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "The node's metrics, in Prometheus' text exposition format (docs/service.md lists them)",
         body = String, content_type = "text/plain")))]
