@@ -1,6 +1,6 @@
 //! The service's metrics, served as Prometheus text at `GET /metrics`.
 //!
-//! One `metrics-exporter-prometheus` recorder is installed per process ([`handle`], behind
+//! One `metrics-exporter-prometheus` recorder is installed per process (`handle`, behind
 //! a `OnceLock`: tests build several routers in one process). The runtime records its own
 //! metrics (instances in use, pool wait, breaker transitions) through the `metrics` facade;
 //! this recorder collects those too. Histograms have explicit buckets, so they render as
@@ -9,7 +9,7 @@
 //! What the other parts of the service call:
 //! - [`record_call`] after every adapter call, with its receipt;
 //! - [`record_admission_refusal`] when admission refuses an upload;
-//! - [`track_http`] is the router's middleware (every request, by matched route template);
+//! - `track_http` is the router's middleware (every request, by matched route template);
 //! - the quotas ([`crate::quotas`]) keep `airlock_calls_in_flight` and
 //!   `airlock_quota_refusals_total` themselves.
 //!
