@@ -9,6 +9,11 @@
 //! A probe that never reports (its caller dropped the call's future) must not leave the
 //! breaker half-open for ever: [`Admission`] gives the probe back when it is dropped
 //! without an outcome, and the next call becomes the probe.
+//!
+//! Through the `metrics` facade (a no-op unless the embedder installed a recorder) the
+//! breakers count their state changes, `airlock_breaker_transitions_total{to}` (`open`,
+//! `half_open`, `closed`), and keep `airlock_breaker_open`, the number of adapters whose
+//! circuit is not closed.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -95,6 +100,8 @@ impl CircuitBreaker {
             }
             Circuit::Open { .. } => {
                 state.circuit = Circuit::HalfOpen;
+                metrics::counter!("airlock_breaker_transitions_total", "to" => "half_open")
+                    .increment(1);
                 Role::Probe
             }
             Circuit::HalfOpen => {
@@ -115,6 +122,10 @@ impl CircuitBreaker {
     }
 
     fn open(&self, state: &mut State) {
+        if state.circuit == Circuit::Closed {
+            metrics::gauge!("airlock_breaker_open").increment(1.0);
+        }
+        metrics::counter!("airlock_breaker_transitions_total", "to" => "open").increment(1);
         state.circuit = Circuit::Open {
             until: Instant::now() + self.cooldown,
         };
@@ -143,6 +154,11 @@ impl Admission<'_> {
         match (self.role, failed) {
             (Role::Probe, true) => breaker.open(&mut state),
             (Role::Probe, false) => {
+                if state.circuit != Circuit::Closed {
+                    metrics::gauge!("airlock_breaker_open").decrement(1.0);
+                    metrics::counter!("airlock_breaker_transitions_total", "to" => "closed")
+                        .increment(1);
+                }
                 state.circuit = Circuit::Closed;
                 state.consecutive = 0;
             }
@@ -154,6 +170,16 @@ impl Admission<'_> {
             }
             (Role::Ordinary, false) if state.circuit == Circuit::Closed => state.consecutive = 0,
             (Role::Ordinary, _) => {}
+        }
+    }
+}
+
+impl Drop for CircuitBreaker {
+    fn drop(&mut self) {
+        // An adapter dropped while its circuit is open or half-open no longer counts.
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if state.circuit != Circuit::Closed {
+            metrics::gauge!("airlock_breaker_open").decrement(1.0);
         }
     }
 }
@@ -298,5 +324,63 @@ mod tests {
             breaker.admit("a").is_err(),
             "the probe's failure reopened it"
         );
+    }
+
+    /// The breaker's metrics: transitions counted by the state entered, and the gauge of
+    /// breakers not closed back at zero when the circuit closes or the breaker is dropped.
+    #[test]
+    fn transitions_and_the_open_gauge_are_recorded() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        // A snapshot resets counters and gauges: each check point takes one and sees the
+        // changes since the previous.
+        let snapshot = || snapshotter.snapshot().into_vec();
+        type Taken = Vec<(
+            metrics_util::CompositeKey,
+            Option<metrics::Unit>,
+            Option<metrics::SharedString>,
+            DebugValue,
+        )>;
+        fn value<'a>(taken: &'a Taken, name: &str, to: Option<&str>) -> Option<&'a DebugValue> {
+            taken
+                .iter()
+                .find(|(key, ..)| {
+                    key.key().name() == name
+                        && to.is_none_or(|to| {
+                            key.key()
+                                .labels()
+                                .any(|l| l.key() == "to" && l.value() == to)
+                        })
+                })
+                .map(|(.., value)| value)
+        }
+        let gauge = |value: f64| Some(DebugValue::Gauge(value.into()));
+        metrics::with_local_recorder(&recorder, || {
+            let breaker = past_cooldown();
+            breaker.admit("a").unwrap().record(None);
+            let taken = snapshot();
+            for to in ["open", "half_open", "closed"] {
+                assert_eq!(
+                    value(&taken, "airlock_breaker_transitions_total", Some(to)),
+                    Some(&DebugValue::Counter(1)),
+                    "{to}"
+                );
+            }
+            assert_eq!(
+                value(&taken, "airlock_breaker_open", None),
+                gauge(0.0).as_ref()
+            );
+            let breaker = past_cooldown();
+            assert_eq!(
+                value(&snapshot(), "airlock_breaker_open", None),
+                gauge(1.0).as_ref()
+            );
+            drop(breaker);
+            assert_eq!(
+                value(&snapshot(), "airlock_breaker_open", None),
+                gauge(-1.0).as_ref()
+            );
+        });
     }
 }

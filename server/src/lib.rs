@@ -7,12 +7,15 @@
 //! storage ([`airlock::storage::service::ServiceStore`]), so the `airlock tenant` commands
 //! and a running service see the same rows, on SQLite or on PostgreSQL — and the service
 //! itself over HTTP ([`http`], `airlock serve`; docs/service.md), with the registry's
-//! [`admission`] of uploaded versions.
+//! [`admission`] of uploaded versions, per-tenant call [`quotas`] and Prometheus
+//! [`metrics`].
 
 pub mod admission;
 pub mod apikey;
 pub mod http;
 pub mod loaded;
+pub mod metrics;
+pub mod quotas;
 pub mod tenants;
 pub mod upkeep;
 

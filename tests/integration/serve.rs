@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::nodes::TestDatabase;
 
-const AIRLOCK: &str = env!("CARGO_BIN_EXE_airlock");
+pub(crate) const AIRLOCK: &str = env!("CARGO_BIN_EXE_airlock");
 
 /// A running `airlock serve`, stopped with SIGTERM when dropped.
 pub(crate) struct Server {

@@ -528,3 +528,77 @@ fn serve_streams_a_slow_creates_events_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     events_on(dir.path(), Some(&database.url));
 }
+
+/// A tenant's quotas, from its ceiling: past its calls per second the service refuses with
+/// its own 429 (`quota_exceeded`, `Airlock-Error-Source: airlock`), not the adapter's, and
+/// another tenant's calls go on.
+#[test]
+fn serve_enforces_a_tenants_call_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let ceiling = dir.path().join("ceiling.toml");
+    std::fs::write(
+        &ceiling,
+        "[quotas]\ncalls_per_second = 3\nconcurrent_calls = 2\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(crate::serve::AIRLOCK)
+        .args(crate::serve::global_args(dir.path(), None))
+        .args(["tenant", "create", "small", "--ceiling"])
+        .arg(&ceiling)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let small_key = serde_json::from_slice::<Value>(&output.stdout).unwrap()["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big_key = tenant_key(dir.path(), None, "create", "big");
+    let runtime = runtime_on(dir.path(), None);
+    let store = runtime.service_store();
+    let server = Server::start(dir.path(), None);
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        publish(store.as_ref(), "small", "example", EXAMPLE_ADAPTER, "").await;
+        publish(store.as_ref(), "big", "example", EXAMPLE_ADAPTER, "").await;
+        let small = Client::new(&server.url, &small_key);
+        let big = Client::new(&server.url, &big_key);
+        let body = json!({ "config": example_config(0) });
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            let answer = small
+                .post("/v1/adapters/example/validate-config", body.clone())
+                .await;
+            if answer.status == 429 {
+                refused_as(&answer, 429, "quota_exceeded");
+                assert!(
+                    answer.body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("calls_per_second"),
+                    "{}",
+                    answer.body
+                );
+            }
+            statuses.push(answer.status);
+        }
+        assert!(statuses[..3].iter().all(|s| *s == 200), "{statuses:?}");
+        assert!(
+            statuses.contains(&429),
+            "eight calls at once passed a quota of 3/s: {statuses:?}"
+        );
+        let other = big
+            .post("/v1/adapters/example/validate-config", body.clone())
+            .await;
+        assert_eq!(other.status, 200, "another tenant's call: {}", other.body);
+        // The quota refills: after a second the tenant is served again.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let again = small
+            .post("/v1/adapters/example/validate-config", body)
+            .await;
+        assert_eq!(again.status, 200, "{}", again.body);
+    });
+}

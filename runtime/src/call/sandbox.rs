@@ -25,7 +25,26 @@ pub(super) struct Ran<'a> {
     pub(super) started: Instant,
     /// The pool slot, held until the store is gone: the instance occupies wasmtime's pool
     /// until then, and a slot freed earlier would let another call find the pool full.
-    pub(super) slot: tokio::sync::SemaphorePermit<'a>,
+    pub(super) slot: Slot<'a>,
+}
+
+/// A slot of the instance pool, counted in the `airlock_instances_in_use` gauge (the
+/// `metrics` facade: a no-op unless the embedder installed a recorder) while it is held.
+pub(super) struct Slot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<'a> Slot<'a> {
+    fn new(permit: tokio::sync::SemaphorePermit<'a>) -> Slot<'a> {
+        metrics::gauge!("airlock_instances_in_use").increment(1.0);
+        Slot { _permit: permit }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        metrics::gauge!("airlock_instances_in_use").decrement(1.0);
+    }
 }
 
 /// What the guest's export returned, before any checking.
@@ -113,15 +132,26 @@ pub(super) async fn run<'a>(
     })
 }
 
-/// A slot of the instance pool, waiting as `RuntimeConfig::pool_wait` allows.
-async fn take_slot(
+/// A slot of the instance pool, waiting as `RuntimeConfig::pool_wait` allows. A call that
+/// had to wait records how long in `airlock_pool_wait_seconds` (whether it got a slot or
+/// gave up); one that got a slot at once records nothing, to keep the common path cheap.
+async fn take_slot(adapter: &AdapterInner) -> Result<Slot<'_>, AdapterError> {
+    let inner = &adapter.runtime.inner;
+    if let Ok(permit) = inner.slots.try_acquire() {
+        return Ok(Slot::new(permit));
+    }
+    let waiting = Instant::now();
+    let taken = wait_for_slot(adapter).await;
+    metrics::histogram!("airlock_pool_wait_seconds").record(waiting.elapsed().as_secs_f64());
+    taken.map(Slot::new)
+}
+
+/// Wait for a slot of a full pool, as long as `RuntimeConfig::pool_wait` allows.
+async fn wait_for_slot(
     adapter: &AdapterInner,
 ) -> Result<tokio::sync::SemaphorePermit<'_>, AdapterError> {
     let inner = &adapter.runtime.inner;
     let closed = || AdapterError::host(ErrorCode::Internal, "runtime is shutting down");
-    if let Ok(permit) = inner.slots.try_acquire() {
-        return Ok(permit);
-    }
     match inner.config.pool_wait {
         None => inner.slots.acquire().await.map_err(|_| closed()),
         Some(wait) => match tokio::time::timeout(wait, inner.slots.acquire()).await {

@@ -172,6 +172,11 @@ impl CallSite<'_> {
             .loaded
             .active(&self.caller.tenant, self.adapter)
             .await?;
+        // Held until the call returns: the tenant's concurrency and rate on this node.
+        let _permit = self
+            .state
+            .quotas
+            .admit(&self.caller.tenant, &self.caller.ceiling.quotas)?;
         let operation_name = operation.name();
         let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel::<ProgressReport>();
         let options = CallOptions::with_progress(sender);
@@ -194,6 +199,17 @@ impl CallSite<'_> {
             }
         };
         let (invocation, ()) = tokio::join!(call, forward);
+        let outcome = match &invocation.result {
+            Ok(_) => "ok",
+            Err(error) => error.error_code.as_str(),
+        };
+        crate::metrics::record_call(
+            &self.caller.tenant,
+            self.adapter,
+            operation_name,
+            &invocation.receipt,
+            outcome,
+        );
         Ok(Ran {
             invocation,
             version: resolved.version,

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `GET /healthz` | 200 `{"status": "ok"}` while the process serves |
 //! | `GET /readyz` | 200 `{"status": "ready", "database": …}` when the database answers, else 503 |
+//! | `GET /metrics` | the node's metrics in Prometheus' text format ([`crate::metrics`]) |
 //! | `GET /v1/adapters` | the caller's adapters, their versions and the active one |
 //! | `GET /v1/adapters/{name}` | one of them, or 404 |
 
@@ -53,6 +54,10 @@ pub(crate) struct AppState {
     runtime: Runtime,
     store: Arc<dyn ServiceStore>,
     tenants: Tenants,
+    /// The tenants' call quotas on this node; the contract handlers take a permit per call.
+    pub(crate) quotas: crate::quotas::Quotas,
+    /// Tenants' ceilings, parsed once per text (the authentication middleware's).
+    ceilings: auth::CeilingCache,
     /// Cancelled when the service stops: open event streams end, new calls are refused.
     shutdown: CancellationToken,
     /// Adapters loaded for calls.
@@ -97,6 +102,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(crate::metrics::metrics))
 }
 
 /// The routes of `/v1/`: a tenant's, behind its API key.
@@ -153,10 +159,14 @@ pub fn router(runtime: Runtime) -> Router {
 }
 
 pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
+    // The recorder exists before the first call is recorded.
+    crate::metrics::handle();
     let store = runtime.service_store();
     let state = AppState {
         tenants: Tenants::new(store.clone()),
         loaded: crate::loaded::Loaded::new(runtime.clone(), store.clone()),
+        quotas: crate::quotas::Quotas::new(),
+        ceilings: auth::CeilingCache::default(),
         store,
         runtime,
         shutdown,
@@ -178,6 +188,7 @@ pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken
             }),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::metrics::track_http))
         .layer(middleware::from_fn(call_id))
         .with_state(state)
 }

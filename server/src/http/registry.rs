@@ -172,6 +172,9 @@ pub(super) async fn upload(
     let json = serde_json::to_value(&report)
         .map_err(|e| ApiError::internal(format!("the admission report: {e}")))?;
     if report.verdict == Verdict::Refused {
+        for failure in &report.failures {
+            crate::metrics::record_admission_refusal(&failure.rule);
+        }
         let error = ApiError::admission_failed(format!(
             "{name} {version} was not admitted, and nothing was stored: {}",
             report.failure_lines().join("; ")
