@@ -7,7 +7,8 @@
 //!   store (as the integration tests' `publish` does), and one instance is created through
 //!   the service.
 //! - Latency, one connection, interleaved in rounds: `GET /healthz` (the client and the
-//!   service's frame, no adapter), the status through the service, and the status through
+//!   service's frame), `GET /v1/adapters/example` (that and the API key checked against
+//!   the store, one registry read; no adapter call), the status through the service, and the status through
 //!   `Adapter::invoke` in this process (a runtime on a data directory of its own, the
 //!   same empty policy). The HTTP rows run with reqwest and with [`RawConnection`], a
 //!   hand-written HTTP/1.1 client, so that reqwest's own share is readable.
@@ -122,6 +123,7 @@ pub(crate) fn serve(tokio: &tokio::runtime::Runtime, report: &mut Report) {
 /// `airlock tenant create bench --ceiling FILE`; the tenant's API key.
 fn tenant(data_dir: &std::path::Path, ceiling: &std::path::Path) -> String {
     std::fs::write(ceiling, CEILING).expect("ceiling file");
+    std::fs::create_dir_all(data_dir).expect("data directory");
     let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("--data-dir")
         .arg(data_dir)
@@ -188,7 +190,9 @@ impl Server {
             .expect("starting airlock serve");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("airlock serve's first line");
+        stdout
+            .read_line(&mut line)
+            .expect("airlock serve's first line");
         let url = line
             .trim()
             .strip_prefix("listening on ")
@@ -266,7 +270,10 @@ impl RawConnection {
         let mut length = None;
         loop {
             self.line.clear();
-            self.stream.read_line(&mut self.line).await.expect("a header");
+            self.stream
+                .read_line(&mut self.line)
+                .await
+                .expect("a header");
             let header = self.line.trim_end();
             if header.is_empty() {
                 break;
@@ -364,20 +371,27 @@ fn latency(
     local_id: &str,
 ) -> ServeReport {
     let open = |client, path| {
-        tokio::sync::Mutex::new(
-            tokio.block_on(Connection::open(client, server, path, authorization)),
-        )
+        tokio::sync::Mutex::new(tokio.block_on(Connection::open(
+            client,
+            server,
+            path,
+            authorization,
+        )))
     };
     let health = open(Client::Reqwest, "/healthz");
     let health_raw = open(Client::Raw, "/healthz");
+    let adapter_raw = open(Client::Raw, "/v1/adapters/example");
     let status = open(Client::Reqwest, status_path);
     let status_raw = open(Client::Raw, status_path);
 
     const HEALTH: &str = "`GET /healthz` (no adapter)";
+    const ADAPTER: &str =
+        "`GET /v1/adapters/example` (the key checked, one registry read, no adapter)";
     const STATUS: &str = "example `status`";
     let mut rows = vec![
         row(HEALTH, "reqwest", PER_ROUND_SERVE, http_call(&health)),
         row(HEALTH, "raw", PER_ROUND_SERVE, http_call(&health_raw)),
+        row(ADAPTER, "raw", PER_ROUND_SERVE, http_call(&adapter_raw)),
         row(
             STATUS,
             "in-process",
@@ -403,7 +417,7 @@ fn latency(
             (row.workload, row.host, s, row.samples.len())
         })
         .collect();
-    let in_process = measured[2].2;
+    let in_process = measured[3].2;
     for (workload, host, s, calls) in &measured {
         let how = match *host {
             "in-process" => "in process: `Adapter::invoke`",
@@ -429,8 +443,8 @@ fn latency(
     );
     ServeReport {
         in_process,
-        service: measured[3].2,
-        service_raw: measured[4].2,
+        service: measured[4].2,
+        service_raw: measured[5].2,
         ..ServeReport::default()
     }
 }
@@ -549,7 +563,10 @@ fn service_calls_per_second(
             task.await.expect("caller task");
         }
         let failed = failed.load(Ordering::Relaxed);
-        assert_eq!(failed, 0, "{failed} calls through the service did not answer 200");
+        assert_eq!(
+            failed, 0,
+            "{failed} calls through the service did not answer 200"
+        );
         let seconds = elapsed.as_secs_f64();
         ServiceThroughput {
             calls_per_second: calls as f64 / seconds,
