@@ -23,17 +23,21 @@
 //!   part alone);
 //! - storage (`storage.rs`): a keyed `create` on SQLite and on PostgreSQL beside the naive
 //!   floor, and creates per second with one and two nodes on one PostgreSQL database, each
-//!   node a child process, checked for duplicates afterwards.
+//!   node a child process, checked for duplicates afterwards;
+//! - the service (`serve.rs`): the example's `status` through `airlock serve` over
+//!   keep-alive HTTP on loopback beside the same call in process, per call with one
+//!   connection and calls per second with 1 and 64.
 //!
 //! Latency rows run interleaved in rounds, so that load from elsewhere on the machine
 //! lands on every row alike and the ratios stay fair. The run prints one markdown table
-//! per part and the targets of issues 6 and 12 with whether each is met.
+//! per part and the targets of issues 6, 12 and 13 with whether each is met.
 
 #![allow(missing_docs, unreachable_pub)]
 
 mod floor;
 #[allow(dead_code)]
 mod native;
+mod serve;
 mod storage;
 
 use std::collections::HashMap;
@@ -49,6 +53,7 @@ use fakecloud::{FakeCloud, FakeCloudConfig, Fault};
 use serde_json::{Value, json};
 
 use floor::{Floor, FloorTuning};
+use serve::{ServeReport, serve};
 use storage::{node_child, storage};
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
@@ -102,6 +107,9 @@ fn main() {
     }
     if wanted("storage") {
         storage(&tokio, &mut report);
+    }
+    if wanted("serve") {
+        serve(&tokio, &mut report);
     }
     if wanted("redact") {
         redact();
@@ -208,6 +216,8 @@ struct Report {
     two_nodes_vs_one: Option<f64>,
     /// Whether every audited run recorded each create once.
     no_duplicate: Option<bool>,
+    /// The service part's latencies and calls per second.
+    serve: Option<ServeReport>,
 }
 
 impl Report {
@@ -269,6 +279,7 @@ impl Report {
             self.compile_vs_hit.map(|r| r >= 100.0),
         );
         self.storage_targets(row);
+        self.serve_targets(row);
     }
 
     fn storage_targets(&self, row: impl Fn(&str, String, Option<bool>)) {
@@ -852,7 +863,12 @@ struct Throughput {
 
 /// This process's CPU time so far (user + system), from /proc/self/stat.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_of("self")
+}
+
+/// A process's CPU time so far (user + system), from /proc/PID/stat.
+fn cpu_time_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<u64> = rest
