@@ -16,6 +16,7 @@ pub mod http;
 pub mod loaded;
 pub mod metrics;
 pub mod quotas;
+pub mod recorder;
 pub mod tenants;
 pub mod upkeep;
 

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use airlock::storage::service::ServiceStore;
+use airlock::storage::service::{ActiveVersion, ServiceStore};
 use airlock::{Adapter, Policy, Runtime};
 use tokio::sync::OnceCell;
 
@@ -57,31 +57,19 @@ impl Loaded {
     /// adapter (another tenant's is as absent as one that does not exist), 409 when it has
     /// no active version yet.
     pub async fn active(&self, tenant: &str, name: &str) -> Result<Resolved, ApiError> {
-        let entry = self
-            .store
-            .adapter(tenant, name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no adapter {name:?}")))?;
-        let version = entry.active.ok_or_else(|| {
-            ApiError::conflict(format!(
-                "adapter {name:?} has no active version; choose one with POST /v1/adapters/{name}/active"
-            ))
-        })?;
-        let info = entry
-            .versions
-            .iter()
-            .find(|v| v.version == version)
-            .ok_or_else(|| {
-                ApiError::internal(format!(
-                    "adapter {name:?}'s active version {version:?} is not stored"
-                ))
-            })?;
-        let key = (
-            tenant.to_owned(),
-            name.to_owned(),
-            version.clone(),
-            info.sha256.clone(),
-        );
+        // One small row per call: which version is active, and its digest.
+        let (version, sha256) = match self.store.active_version(tenant, name).await? {
+            ActiveVersion::Active { version, sha256 } => (version, sha256),
+            ActiveVersion::NoAdapter => {
+                return Err(ApiError::not_found(format!("no adapter {name:?}")));
+            }
+            ActiveVersion::NoneChosen => {
+                return Err(ApiError::conflict(format!(
+                    "adapter {name:?} has no active version; choose one with POST /v1/adapters/{name}/active"
+                )));
+            }
+        };
+        let key = (tenant.to_owned(), name.to_owned(), version.clone(), sha256);
         let cell = self.cell(key);
         let adapter = cell
             .get_or_try_init(|| self.load(tenant, name, &version))

@@ -72,7 +72,17 @@ fn two_nodes_on_one_postgres_answer_for_each_others_instances_and_streams() {
             "{}",
             status.body
         );
-        let record = on_b.get(&format!("/v1/calls/{}", created.call_id)).await;
+        // A writes a call's record after answering it: B sees it once A's batch is
+        // committed, milliseconds later.
+        let record_path = format!("/v1/calls/{}", created.call_id);
+        let patience = tokio::time::Instant::now() + Duration::from_secs(5);
+        let record = loop {
+            let record = on_b.get(&record_path).await;
+            if record.status != 404 || tokio::time::Instant::now() > patience {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(record.status, 200, "{}", record.body);
         let mut on_a_stream = SseReader::open(
             on_a.request(reqwest::Method::GET, &format!("{instance}/events"))

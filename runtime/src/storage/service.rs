@@ -76,6 +76,22 @@ impl PutVersion {
     }
 }
 
+/// What [`ServiceStore::active_version`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActiveVersion {
+    /// The tenant has no version of the adapter.
+    NoAdapter,
+    /// The adapter has versions, none chosen yet.
+    NoneChosen,
+    /// The active version.
+    Active {
+        /// Its label.
+        version: String,
+        /// Its component's digest, hex.
+        sha256: String,
+    },
+}
+
 /// A stored version, without its component's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
@@ -195,6 +211,44 @@ pub struct CallRecord {
     pub at_ms: i64,
 }
 
+/// A finished call as the service records it after answering: its record, the status it
+/// saw, and its events, written together by [`ServiceStore::calls_finished`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedCall {
+    /// The call's record (its tenant and adapter are its events' too).
+    pub record: CallRecord,
+    /// How long to keep the record.
+    pub window: Duration,
+    /// A status the call saw, recorded (with its event) only if it differs from the
+    /// instance's last one; before `events`.
+    pub status: Option<StatusSeen>,
+    /// The call's events, in order: each on its stream (an instance id, or a create's key
+    /// stream).
+    pub events: Vec<NewEvent>,
+}
+
+/// A status a call saw of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSeen {
+    /// The instance.
+    pub instance_id: String,
+    /// The status (`RUNNING`, …).
+    pub status: String,
+    /// The `status` event's body, JSON, appended when the status changed.
+    pub data: String,
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The stream: an instance id, or a create's key stream.
+    pub stream: String,
+    /// `progress`, `log`, `status`, `receipt`.
+    pub kind: String,
+    /// The event's body, JSON.
+    pub data: String,
+}
+
 /// The service's rows. Every method names the tenant whose rows it touches.
 #[async_trait::async_trait]
 pub trait ServiceStore: Send + Sync {
@@ -239,6 +293,10 @@ pub trait ServiceStore: Send + Sync {
 
     /// One adapter of `tenant`'s, with its versions; `None` if it has none.
     async fn adapter(&self, tenant: &str, adapter: &str) -> StorageResult<Option<AdapterEntry>>;
+
+    /// Which version of `tenant`'s adapter calls run, and its component digest: one small
+    /// row, for every call (see [`ActiveVersion`]).
+    async fn active_version(&self, tenant: &str, adapter: &str) -> StorageResult<ActiveVersion>;
 
     /// Every adapter of `tenant`'s, by name.
     async fn adapters(&self, tenant: &str) -> StorageResult<Vec<AdapterEntry>>;
@@ -329,6 +387,13 @@ pub trait ServiceStore: Send + Sync {
     /// Keep a finished call's record for `window`. The backend's clock sets `at_ms` (the
     /// record's is ignored); a second record of the same call id replaces the first.
     async fn call_put(&self, call: &CallRecord, window: Duration) -> StorageResult<()>;
+
+    /// Record finished calls in one transaction: for each, in order, its status if it
+    /// changed (with a `status` event), its events, and its record (as
+    /// [`call_put`](Self::call_put) does). Events get sequence numbers in the order given,
+    /// with the same guarantee as [`event_append`](Self::event_append)'s, and wake their
+    /// streams once committed.
+    async fn calls_finished(&self, calls: &[FinishedCall]) -> StorageResult<()>;
 
     /// A call's record, if it is `tenant`'s and not expired.
     async fn call(&self, tenant: &str, call_id: &str) -> StorageResult<Option<CallRecord>>;

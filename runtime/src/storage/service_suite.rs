@@ -35,6 +35,8 @@ pub(crate) async fn run(
     event_races(one, two, &tenant("event-races")).await;
     wakeups(one, two, &tenant("wakeups")).await;
     calls(one, two, &tenant("calls"), age).await;
+    finished_calls(one, two, &tenant("finished")).await;
+    active_versions(one, two, &tenant("active")).await;
     purge(one, two, &tenant("purge"), age).await;
 }
 
@@ -703,6 +705,186 @@ async fn calls(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str, age: Age
     assert_eq!(
         call_without_time(two, t, "c-long").await,
         Some(call_record(t, "c-long"))
+    );
+}
+
+/// A finished call of `tenant`'s adapter `a` with `events` (stream, kind) in order.
+fn finished(tenant: &str, id: &str, status: Option<&str>, events: &[(&str, &str)]) -> FinishedCall {
+    FinishedCall {
+        record: call_record(tenant, id),
+        window: Duration::from_secs(60),
+        status: status.map(|status| StatusSeen {
+            instance_id: "i-1".into(),
+            status: status.into(),
+            data: format!("{{\"call\":\"{id}\",\"status\":\"{status}\"}}"),
+        }),
+        events: events
+            .iter()
+            .map(|(stream, kind)| NewEvent {
+                stream: (*stream).into(),
+                kind: (*kind).into(),
+                data: format!("{{\"call\":\"{id}\"}}"),
+            })
+            .collect(),
+    }
+}
+
+/// The (kind, data) of a stream's events, checking their numbers increase.
+async fn kinds(store: &dyn ServiceStore, tenant: &str, stream: &str) -> Vec<(String, String)> {
+    let events = store
+        .events_after(tenant, "a", stream, 0, 100)
+        .await
+        .unwrap();
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "{events:?}");
+    events.into_iter().map(|e| (e.kind, e.data)).collect()
+}
+
+async fn finished_calls(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
+    let u = &other(t);
+    one.instance_put(&instance(t, "a", "i-1", None))
+        .await
+        .unwrap();
+    one.instance_put(&instance(u, "a", "i-1", None))
+        .await
+        .unwrap();
+    // Written before the batch, live: the batch's events come after it.
+    let before = one
+        .event_append(t, "a", "i-1", "progress", "{}")
+        .await
+        .unwrap();
+    let mut wakeups = two.event_wakeups();
+    // Nothing to write is not an error.
+    one.calls_finished(&[]).await.unwrap();
+    let batch = [
+        finished(
+            t,
+            "f-1",
+            Some("RUNNING"),
+            &[("i-1", "log"), ("i-1", "receipt")],
+        ),
+        // The same status again: no `status` event.
+        finished(t, "f-2", Some("RUNNING"), &[("i-1", "receipt")]),
+        finished(
+            t,
+            "f-3",
+            None,
+            &[
+                ("create:k", "log"),
+                ("create:k", "receipt"),
+                ("i-1", "receipt"),
+            ],
+        ),
+        // Another tenant's call, same instance id and call id: its rows only.
+        finished(u, "f-1", Some("FAILED"), &[("i-1", "receipt")]),
+    ];
+    one.calls_finished(&batch).await.unwrap();
+    let call = |id: &str| format!("{{\"call\":\"{id}\"}}");
+    let status = |id: &str, s: &str| format!("{{\"call\":\"{id}\",\"status\":\"{s}\"}}");
+    let events = two.events_after(t, "a", "i-1", 0, 100).await.unwrap();
+    assert_eq!(events.first().map(|e| e.seq), Some(before));
+    let kind = |k: &str, d: String| (k.to_owned(), d);
+    assert_eq!(
+        kinds(two, t, "i-1").await[1..].to_vec(),
+        vec![
+            kind("status", status("f-1", "RUNNING")),
+            kind("log", call("f-1")),
+            kind("receipt", call("f-1")),
+            kind("receipt", call("f-2")),
+            kind("receipt", call("f-3")),
+        ]
+    );
+    assert_eq!(
+        kinds(two, t, "create:k").await,
+        vec![kind("log", call("f-3")), kind("receipt", call("f-3"))]
+    );
+    assert_eq!(
+        kinds(two, u, "i-1").await,
+        vec![
+            kind("status", status("f-1", "FAILED")),
+            kind("receipt", call("f-1"))
+        ]
+    );
+    let status_of = |tenant: &str| {
+        let tenant = tenant.to_owned();
+        async move {
+            two.instance(&tenant, "a", "i-1")
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
+    };
+    assert_eq!(status_of(t).await.as_deref(), Some("RUNNING"));
+    assert_eq!(status_of(u).await.as_deref(), Some("FAILED"));
+    for id in ["f-1", "f-2", "f-3"] {
+        assert_eq!(
+            call_without_time(two, t, id).await,
+            Some(call_record(t, id))
+        );
+    }
+    assert_eq!(
+        call_without_time(one, u, "f-1").await,
+        Some(call_record(u, "f-1"))
+    );
+    // The appends woke their streams (on the other node too).
+    loop {
+        match next_wakeup(&mut wakeups).await {
+            Wakeup::Appended {
+                tenant,
+                instance_id,
+                ..
+            } if tenant == *t && instance_id == "create:k" => break,
+            _ => continue,
+        }
+    }
+    // A later batch's events come after the earlier one's, from either node.
+    two.calls_finished(&[finished(t, "f-4", Some("SUCCESS"), &[("i-1", "receipt")])])
+        .await
+        .unwrap();
+    let last: Vec<(String, String)> = kinds(one, t, "i-1").await.split_off(6);
+    assert_eq!(
+        last,
+        vec![
+            kind("status", status("f-4", "SUCCESS")),
+            kind("receipt", call("f-4"))
+        ]
+    );
+}
+
+async fn active_versions(one: &dyn ServiceStore, two: &dyn ServiceStore, t: &str) {
+    let u = &other(t);
+    assert_eq!(
+        one.active_version(t, "a").await.unwrap(),
+        ActiveVersion::NoAdapter
+    );
+    let first = new_version(t, "a", "1.0", b"active one");
+    let second = new_version(t, "a", "2.0", b"active two");
+    one.version_put(&first).await.unwrap();
+    one.version_put(&second).await.unwrap();
+    assert_eq!(
+        two.active_version(t, "a").await.unwrap(),
+        ActiveVersion::NoneChosen
+    );
+    assert!(one.set_active(t, "a", "2.0").await.unwrap());
+    assert_eq!(
+        two.active_version(t, "a").await.unwrap(),
+        ActiveVersion::Active {
+            version: "2.0".into(),
+            sha256: second.sha256.clone()
+        }
+    );
+    assert!(two.set_active(t, "a", "1.0").await.unwrap());
+    assert_eq!(
+        one.active_version(t, "a").await.unwrap(),
+        ActiveVersion::Active {
+            version: "1.0".into(),
+            sha256: first.sha256.clone()
+        }
+    );
+    // Another tenant naming the adapter has none.
+    assert_eq!(
+        one.active_version(u, "a").await.unwrap(),
+        ActiveVersion::NoAdapter
     );
 }
 

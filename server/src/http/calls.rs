@@ -63,6 +63,8 @@ pub(super) async fn one(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<CallView>, ApiError> {
+    // A call this node answered may still be queued for writing: read it back all the same.
+    state.recorder.flush().await;
     match state.store.call(&caller.tenant, &id).await? {
         Some(record) => Ok(Json(CallView::new(record))),
         None => Err(ApiError::not_found(format!(

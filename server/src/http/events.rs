@@ -93,6 +93,8 @@ pub(super) async fn stream(
             "no instance {instance_id:?} of adapter {adapter:?}"
         )));
     }
+    // The events of calls this node answered may still be queued for writing.
+    state.recorder.flush().await;
     Ok(follow(&state, caller.tenant, adapter, instance_id, after))
 }
 
@@ -136,6 +138,7 @@ pub(super) async fn create_stream(
         return Err(ApiError::not_found(format!("no adapter {adapter:?}")));
     }
     let stream = super::instances::create_stream(&key);
+    state.recorder.flush().await;
     Ok(follow(&state, caller.tenant, adapter, stream, after))
 }
 

@@ -13,7 +13,12 @@
 //! (`GET /v1/adapters/{name}/creates/{key}/events`) and, once it returns, to the instance's
 //! as well.
 
-use airlock::storage::service::{InstanceFilter, InstanceRecord};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use airlock::storage::service::{
+    FinishedCall, InstanceFilter, InstanceRecord, NewEvent, StatusSeen,
+};
 use airlock::{
     CallOptions, CostEstimate, Credential, Invocation, Operation, Output, ProgressReport,
     ProvisionResult, StatusDetail,
@@ -216,7 +221,9 @@ impl CallSite<'_> {
         })
     }
 
-    /// Append an event; a failure is logged, not the call's (the call happened).
+    /// Append an event now; a failure is logged, not the call's (the call happened). For
+    /// events that must be live while the call runs (progress): the rest go through the
+    /// recorder, after the answer, and so get larger sequence numbers than these.
     async fn append(&self, stream: &str, kind: &str, data: &Value) {
         if let Err(error) = self
             .state
@@ -234,8 +241,16 @@ impl CallSite<'_> {
         }
     }
 
-    /// Keep the call's record, and put its logs and receipt on `streams`.
-    async fn finish(&self, ran: &Ran, streams: &[&str]) {
+    /// Hand the call's record to the recorder with `first` (events to put before the
+    /// call's own), `status` (a status it saw) and its logs and receipt on each of
+    /// `streams`; they are written after the answer (see [`crate::recorder`]).
+    async fn finish(
+        &self,
+        ran: &Ran,
+        streams: &[&str],
+        first: Vec<NewEvent>,
+        status: Option<StatusSeen>,
+    ) {
         let invocation = &ran.invocation;
         let receipt = serde_json::to_value(&invocation.receipt).unwrap_or(Value::Null);
         let logs = serde_json::to_value(&invocation.logs).unwrap_or(Value::Null);
@@ -248,21 +263,19 @@ impl CallSite<'_> {
             logs: logs.to_string(),
             at_ms: 0,
         };
-        if let Err(error) = self
-            .state
-            .store
-            .call_put(&record, crate::upkeep::CALL_RECORD_WINDOW)
-            .await
-        {
-            tracing::warn!(target: "airlock::serve", call_id = %self.call_id.0, %error, "cannot store the call's record");
-        }
         let operation = invocation.receipt.operation;
+        let mut events = first;
         for stream in streams {
+            let event = |kind: &str, data: &Value| NewEvent {
+                stream: (*stream).to_owned(),
+                kind: kind.to_owned(),
+                data: data.to_string(),
+            };
             for log in &invocation.logs {
                 let mut data = serde_json::to_value(log).unwrap_or(Value::Null);
                 data["callId"] = json!(self.call_id.0);
                 data["operation"] = json!(operation);
-                self.append(stream, "log", &data).await;
+                events.push(event("log", &data));
             }
             let mut data = json!({
                 "callId": self.call_id.0,
@@ -273,13 +286,33 @@ impl CallSite<'_> {
             if let Err(error) = &invocation.result {
                 data["errorCode"] = json!(error.error_code);
             }
-            self.append(stream, "receipt", &data).await;
+            events.push(event("receipt", &data));
         }
+        self.state
+            .recorder
+            .record(FinishedCall {
+                record,
+                window: crate::upkeep::CALL_RECORD_WINDOW,
+                status,
+                events,
+            })
+            .await;
     }
 
-    /// The instance `id` of the caller's, from the registry; 404 if there is none.
-    async fn instance(&self, id: &str) -> Result<InstanceRecord, ApiError> {
-        self.state
+    /// The config instance `id` of the caller's was created with; 404 if the registry has
+    /// no such instance. An instance's config never changes, so a node keeps the ones it
+    /// read ([`InstanceConfigs`]).
+    async fn instance_config(&self, id: &str) -> Result<Arc<Value>, ApiError> {
+        let key = (
+            self.caller.tenant.clone(),
+            self.adapter.to_owned(),
+            id.to_owned(),
+        );
+        if let Some(config) = self.state.instance_configs.get(&key) {
+            return Ok(config);
+        }
+        let record = self
+            .state
             .store
             .instance(&self.caller.tenant, self.adapter, id)
             .await?
@@ -288,7 +321,12 @@ impl CallSite<'_> {
                     "no instance {id:?} of adapter {:?} (only instances this service created are known)",
                     self.adapter
                 ))
-            })
+            })?;
+        let config: Value = serde_json::from_str(&record.config)
+            .map_err(|e| ApiError::internal(format!("the stored config of {id:?}: {e}")))?;
+        let config = Arc::new(config);
+        self.state.instance_configs.put(key, config.clone());
+        Ok(config)
     }
 
     /// Run `operation` on the registered instance `id`, with the config it was created
@@ -298,21 +336,20 @@ impl CallSite<'_> {
         id: &str,
         operation: impl FnOnce(String) -> Operation,
     ) -> Result<Output, Response> {
-        let record = self
-            .instance(id)
+        let config = self
+            .instance_config(id)
             .await
             .map_err(IntoResponse::into_response)?;
-        let config: Value = serde_json::from_str(&record.config).map_err(|e| {
-            ApiError::internal(format!("the stored config of {id:?}: {e}")).into_response()
-        })?;
         let ran = self
             .run(&config, operation(id.to_owned()), Some(id))
             .await
             .map_err(IntoResponse::into_response)?;
-        if let Ok(Output::Status(detail)) = &ran.invocation.result {
-            self.status_seen(&record, detail, ran.invocation.receipt.operation)
-                .await;
-        }
+        let status = match &ran.invocation.result {
+            Ok(Output::Status(detail)) => {
+                Some(self.status_seen(id, detail, ran.invocation.receipt.operation))
+            }
+            _ => None,
+        };
         if let Ok(Output::Destroyed { .. }) = &ran.invocation.result
             && let Err(error) = self
                 .state
@@ -322,41 +359,62 @@ impl CallSite<'_> {
         {
             tracing::warn!(target: "airlock::serve", call_id = %self.call_id.0, %error, "cannot record the destroy");
         }
-        self.finish(&ran, &[id]).await;
+        self.finish(&ran, &[id], Vec::new(), status).await;
         ran.invocation
             .result
             .map_err(|e| AdapterFailure(e).into_response())
     }
 
-    /// Record `detail`'s status if it differs from the last one seen, with a `status` event.
-    async fn status_seen(&self, record: &InstanceRecord, detail: &StatusDetail, operation: &str) {
+    /// The status `detail` tells, for the recorder: stored (with a `status` event) only if
+    /// it differs from the instance's last one, which the store compares as it writes.
+    fn status_seen(&self, id: &str, detail: &StatusDetail, operation: &str) -> StatusSeen {
         let status = serde_json::to_value(detail.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        if record.status.as_deref() == Some(status.as_str()) {
-            return;
-        }
-        if let Err(error) = self
-            .state
-            .store
-            .instance_set_status(
-                &self.caller.tenant,
-                self.adapter,
-                &record.instance_id,
-                &status,
-            )
-            .await
-        {
-            tracing::warn!(target: "airlock::serve", call_id = %self.call_id.0, %error, "cannot record a status");
-        }
         let data = json!({
             "callId": self.call_id.0,
             "operation": operation,
             "status": status,
             "detail": detail,
         });
-        self.append(&record.instance_id, "status", &data).await;
+        StatusSeen {
+            instance_id: id.to_owned(),
+            status,
+            data: data.to_string(),
+        }
+    }
+}
+
+/// An instance: (tenant, adapter, instance id).
+type InstanceKey = (String, String, String);
+
+/// The configs of instances a node has read, by (tenant, adapter, instance id): an
+/// instance's config is fixed at its create, so an entry never goes stale. At most
+/// [`InstanceConfigs::CAPACITY`]; past that, an arbitrary entry makes room.
+#[derive(Clone, Default)]
+pub(crate) struct InstanceConfigs {
+    entries: Arc<Mutex<HashMap<InstanceKey, Arc<Value>>>>,
+}
+
+impl InstanceConfigs {
+    /// Most configs a node keeps.
+    const CAPACITY: usize = 16_384;
+
+    fn get(&self, key: &InstanceKey) -> Option<Arc<Value>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).cloned()
+    }
+
+    fn put(&self, key: InstanceKey, config: Arc<Value>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Self::CAPACITY
+            && !entries.contains_key(&key)
+            && let Some(evicted) = entries.keys().next().cloned()
+        {
+            entries.remove(&evicted);
+        }
+        entries.insert(key, config);
     }
 }
 
@@ -417,7 +475,7 @@ pub(super) async fn validate_config(
         Ok(ran) => ran,
         Err(error) => return error.into_response(),
     };
-    site.finish(&ran, &[]).await;
+    site.finish(&ran, &[], Vec::new(), None).await;
     answer(
         ran.invocation
             .result
@@ -476,6 +534,7 @@ pub(super) async fn create(
         _ => None,
     };
     let mut streams: Vec<&str> = key_stream.as_deref().into_iter().collect();
+    let mut first = Vec::new();
     if let Some(result) = &created {
         let record = InstanceRecord {
             tenant: caller.tenant.clone(),
@@ -492,7 +551,8 @@ pub(super) async fn create(
             // answer is still the result, and the log says what the registry lacks.
             tracing::error!(target: "airlock::serve", call_id = %call_id.0, instance = %result.instance_id, %error, "cannot record the instance");
         }
-        // Progress reported before the id was known goes to the instance's stream too.
+        // Progress reported before the id was known goes to the instance's stream too,
+        // before the call's logs and receipt.
         for report in &ran.invocation.progress {
             let mut data = json!({
                 "callId": call_id.0,
@@ -503,11 +563,15 @@ pub(super) async fn create(
             if let Some(message) = &report.message {
                 data["message"] = json!(message);
             }
-            site.append(&result.instance_id, "progress", &data).await;
+            first.push(NewEvent {
+                stream: result.instance_id.clone(),
+                kind: "progress".to_owned(),
+                data: data.to_string(),
+            });
         }
         streams.push(&result.instance_id);
     }
-    site.finish(&ran, &streams).await;
+    site.finish(&ran, &streams, first, None).await;
     let status = match &created {
         Some(result) if !result.created => StatusCode::OK,
         _ => StatusCode::CREATED,
@@ -605,6 +669,8 @@ pub(super) async fn list(
         after,
         limit,
     };
+    // The statuses of calls this node answered may still be queued for writing.
+    state.recorder.flush().await;
     let instances = state.store.instances(&caller.tenant, &filter).await?;
     let next = (instances.len() as u32 == limit)
         .then(|| instances.last())

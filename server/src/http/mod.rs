@@ -62,6 +62,10 @@ pub(crate) struct AppState {
     shutdown: CancellationToken,
     /// Adapters loaded for calls.
     loaded: crate::loaded::Loaded,
+    /// Writes calls' records and events after their answers.
+    recorder: crate::recorder::Recorder,
+    /// Instances' configs, as read for calls.
+    instance_configs: instances::InstanceConfigs,
 }
 
 /// The OpenAPI document's frame; the paths and schemas come from the handlers.
@@ -159,10 +163,18 @@ pub fn router(runtime: Runtime) -> Router {
 }
 
 pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken) -> Router {
-    // The recorder exists before the first call is recorded.
+    app(runtime, shutdown).0
+}
+
+/// The service's routes, and the recorder of their calls (to flush when the service stops).
+fn app(runtime: Runtime, shutdown: CancellationToken) -> (Router, crate::recorder::Recorder) {
+    // The metrics recorder exists before the first call is recorded.
     crate::metrics::handle();
     let store = runtime.service_store();
+    let recorder = crate::recorder::Recorder::spawn(store.clone());
     let state = AppState {
+        recorder: recorder.clone(),
+        instance_configs: instances::InstanceConfigs::default(),
         tenants: Tenants::new(store.clone()),
         loaded: crate::loaded::Loaded::new(runtime.clone(), store.clone()),
         quotas: crate::quotas::Quotas::new(),
@@ -178,7 +190,7 @@ pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken
         auth::authenticate,
     ));
     let api = Arc::new(openapi());
-    public
+    let router = public
         .merge(v1)
         .route(
             "/openapi.json",
@@ -190,7 +202,8 @@ pub(crate) fn router_with_shutdown(runtime: Runtime, shutdown: CancellationToken
         .fallback(not_found)
         .layer(middleware::from_fn(crate::metrics::track_http))
         .layer(middleware::from_fn(call_id))
-        .with_state(state)
+        .with_state(state);
+    (router, recorder)
 }
 
 /// How long `serve` lets the requests in flight finish after the stop signal, unless told
@@ -201,6 +214,7 @@ pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(30
 /// open event streams, refuse new calls on open connections (503 `shutting_down`) and let
 /// the requests in flight finish, for at most `grace`: calls still running then are cut
 /// (their idempotency claims are taken over by another call once their lease runs out).
+/// Last, the records and events of the calls answered are committed (also within `grace`).
 pub async fn serve(
     runtime: Runtime,
     listener: TcpListener,
@@ -214,24 +228,42 @@ pub async fn serve(
         crate::upkeep::Retention::default(),
     );
     let stop = token.clone();
+    // When the stop signal came: the grace period runs from then.
+    let stopped_at = Arc::new(std::sync::OnceLock::new());
+    let stop_time = stopped_at.clone();
     let signal = async move {
         shutdown.await;
+        let _ = stop_time.set(tokio::time::Instant::now());
         stop.cancel();
     };
-    let server = axum::serve(listener, router_with_shutdown(runtime, token.clone()))
+    let (router, recorder) = app(runtime, token.clone());
+    let server = axum::serve(listener, router)
         .with_graceful_shutdown(signal)
         .into_future();
     let bound = async {
         token.cancelled().await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = bound => {
             tracing::warn!(target: "airlock::serve", ?grace, "requests still in flight after the grace period; stopping without them");
             Ok(())
         }
+    };
+    // Commit what the answered calls left to write, within what is left of the grace period
+    // (at least a second: a stop cut at the deadline still commits what is queued).
+    let left = match stopped_at.get() {
+        Some(at) => (*at + grace).saturating_duration_since(tokio::time::Instant::now()),
+        None => grace,
+    };
+    if !recorder
+        .flush_within(left.max(std::time::Duration::from_secs(1)))
+        .await
+    {
+        tracing::warn!(target: "airlock::serve", "the stop came before every answered call's record and events were stored; the rest are lost");
     }
+    result
 }
 
 /// A new call id: `call_` and 24 hex digits from the operating system's random source.

@@ -17,8 +17,9 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{PostgresStorage, error_message, ms, purge_batch};
 use crate::storage::service::{
-    AdapterEntry, CallRecord, Event, InstanceFilter, InstanceRecord, NewVersion, PutVersion,
-    ServiceStore, Tenant, VersionInfo, Wakeup, group_adapters, page, wakeup_from_json,
+    ActiveVersion, AdapterEntry, CallRecord, Event, FinishedCall, InstanceFilter, InstanceRecord,
+    NewVersion, PutVersion, ServiceStore, Tenant, VersionInfo, Wakeup, group_adapters, page,
+    wakeup_from_json,
 };
 use crate::storage::{StorageError, StorageResult};
 
@@ -64,6 +65,27 @@ const APPEND_EVENT: &str = "WITH locked AS (SELECT pg_advisory_xact_lock(hashtex
         SELECT $1, $2, $3, $4, $5, clock_timestamp() FROM locked
         RETURNING seq)
     SELECT seq, pg_notify('airlock_events', $6) FROM appended";
+
+/// Take the advisory locks of every stream a batch appends to (the payloads in $1, the
+/// same keys as [`APPEND_EVENT`]'s), in the order of their keys, so two batches (or a batch
+/// and an append) never wait for each other in a cycle.
+const LOCK_STREAMS: &str = "SELECT pg_advisory_xact_lock(key) FROM (
+        SELECT DISTINCT hashtextextended(payload, 0) AS key FROM unnest($1::text[]) AS payload
+    ) AS streams ORDER BY key";
+
+/// An event of a batch whose stream's lock is held already.
+const INSERT_EVENT: &str = "INSERT INTO events (tenant, adapter, instance_id, kind, data, at)
+    VALUES ($1, $2, $3, $4, $5, clock_timestamp())";
+
+/// Upsert a call's record.
+const PUT_CALL: &str = "INSERT INTO call_records (tenant, call_id, adapter, operation, receipt,
+        logs, at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(),
+            clock_timestamp() + $7::bigint * interval '1 millisecond')
+    ON CONFLICT (tenant, call_id) DO UPDATE
+    SET adapter = EXCLUDED.adapter, operation = EXCLUDED.operation,
+        receipt = EXCLUDED.receipt, logs = EXCLUDED.logs, at = EXCLUDED.at,
+        expires_at = EXCLUDED.expires_at";
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -478,6 +500,33 @@ impl ServiceStore for PostgresStorage {
         .await
     }
 
+    async fn active_version(&self, tenant: &str, adapter: &str) -> StorageResult<ActiveVersion> {
+        let (tenant, adapter) = (tenant.to_owned(), adapter.to_owned());
+        self.run_named(move |client| async move {
+            // One row: the active version's, or whether the adapter has any version.
+            let found = row(
+                &client,
+                "SELECT v.version, v.sha256 FROM active_versions a
+                 JOIN adapter_versions v
+                   ON v.tenant = a.tenant AND v.adapter = a.adapter AND v.version = a.version
+                 WHERE a.tenant = $1 AND a.adapter = $2
+                 UNION ALL
+                 SELECT NULL, NULL FROM adapter_versions WHERE tenant = $1 AND adapter = $2
+                 LIMIT 1",
+                &[&tenant, &adapter],
+            )
+            .await?;
+            Ok(match found {
+                None => ActiveVersion::NoAdapter,
+                Some(row) => match (row.get(0), row.get(1)) {
+                    (Some(version), Some(sha256)) => ActiveVersion::Active { version, sha256 },
+                    _ => ActiveVersion::NoneChosen,
+                },
+            })
+        })
+        .await
+    }
+
     async fn adapters(&self, tenant: &str) -> StorageResult<Vec<AdapterEntry>> {
         let tenant = tenant.to_owned();
         self.run_named(move |client| async move { adapters_of(&client, &tenant, None).await })
@@ -752,6 +801,102 @@ impl ServiceStore for PostgresStorage {
             )
             .await
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn calls_finished(&self, calls: &[FinishedCall]) -> StorageResult<()> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let calls = calls.to_vec();
+        let payload = |tenant: &str, adapter: &str, stream: &str| {
+            serde_json::to_string(&[tenant, adapter, stream])
+                .map_err(|e| StorageError(format!("cannot encode an event notification: {e}")))
+        };
+        // Every stream the batch may append to: its lock key and notification payload.
+        let mut streams: Vec<String> = Vec::new();
+        for call in &calls {
+            let (tenant, adapter) = (&call.record.tenant, &call.record.adapter);
+            let touched = call
+                .status
+                .iter()
+                .map(|seen| &seen.instance_id)
+                .chain(call.events.iter().map(|event| &event.stream));
+            for stream in touched {
+                let key = payload(tenant, adapter, stream)?;
+                if !streams.contains(&key) {
+                    streams.push(key);
+                }
+            }
+        }
+        self.run_named(move |mut client| async move {
+            let tx = client.transaction().await?;
+            // As `event_append`: every stream's lock is held from before the batch draws its
+            // first sequence number until the commit, so an instance's numbers become visible
+            // in order.
+            tx.execute(LOCK_STREAMS, &[&streams]).await?;
+            let set_status = tx
+                .prepare_cached(
+                    "UPDATE instances SET status = $4
+                     WHERE tenant = $1 AND adapter = $2 AND instance_id = $3
+                       AND status IS DISTINCT FROM $4",
+                )
+                .await?;
+            let insert = tx.prepare_cached(INSERT_EVENT).await?;
+            let put = tx.prepare_cached(PUT_CALL).await?;
+            let mut notify: Vec<String> = Vec::new();
+            for call in &calls {
+                let (tenant, adapter) = (&call.record.tenant, &call.record.adapter);
+                if let Some(seen) = &call.status
+                    && tx
+                        .execute(
+                            &set_status,
+                            &[tenant, adapter, &seen.instance_id, &seen.status],
+                        )
+                        .await?
+                        == 1
+                {
+                    tx.execute(
+                        &insert,
+                        &[tenant, adapter, &seen.instance_id, &"status", &seen.data],
+                    )
+                    .await?;
+                    notify.push(payload(tenant, adapter, &seen.instance_id)?);
+                }
+                for event in &call.events {
+                    tx.execute(
+                        &insert,
+                        &[tenant, adapter, &event.stream, &event.kind, &event.data],
+                    )
+                    .await?;
+                    notify.push(payload(tenant, adapter, &event.stream)?);
+                }
+                let r = &call.record;
+                tx.execute(
+                    &put,
+                    &[
+                        &r.tenant,
+                        &r.call_id,
+                        &r.adapter,
+                        &r.operation,
+                        &r.receipt,
+                        &r.logs,
+                        &ms(call.window),
+                    ],
+                )
+                .await?;
+            }
+            notify.sort();
+            notify.dedup();
+            // Delivered at the commit, as `event_append`'s.
+            tx.execute(
+                "SELECT pg_notify('airlock_events', payload) FROM unnest($1::text[]) AS payload",
+                &[&notify],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }

@@ -22,8 +22,9 @@ use tokio::sync::broadcast;
 
 use super::{SqliteStorage, ms, now_ms};
 use crate::storage::service::{
-    AdapterEntry, CallRecord, Event, InstanceFilter, InstanceRecord, NewVersion, PutVersion,
-    ServiceStore, Tenant, VersionInfo, WAKEUP_BACKLOG, Wakeup, group_adapters, page,
+    ActiveVersion, AdapterEntry, CallRecord, Event, FinishedCall, InstanceFilter, InstanceRecord,
+    NewVersion, PutVersion, ServiceStore, Tenant, VersionInfo, WAKEUP_BACKLOG, Wakeup,
+    group_adapters, page,
 };
 use crate::storage::{Storage, StorageError, StorageResult};
 
@@ -373,6 +374,35 @@ impl ServiceStore for SqliteStorage {
             .await
     }
 
+    async fn active_version(&self, tenant: &str, adapter: &str) -> StorageResult<ActiveVersion> {
+        let (tenant, adapter) = (tenant.to_owned(), adapter.to_owned());
+        self.run_quick(move |conn| {
+            let active = row(
+                conn,
+                "SELECT v.version, v.sha256 FROM active_versions a
+                 JOIN adapter_versions v
+                   ON v.tenant = a.tenant AND v.adapter = a.adapter AND v.version = a.version
+                 WHERE a.tenant = ?1 AND a.adapter = ?2",
+                &[&tenant, &adapter],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            if let Some((version, sha256)) = active {
+                return Ok(ActiveVersion::Active { version, sha256 });
+            }
+            let any = row(
+                conn,
+                "SELECT 1 FROM adapter_versions WHERE tenant = ?1 AND adapter = ?2 LIMIT 1",
+                &[&tenant, &adapter],
+                |row| row.get::<_, i64>(0),
+            )?;
+            Ok(match any {
+                Some(_) => ActiveVersion::NoneChosen,
+                None => ActiveVersion::NoAdapter,
+            })
+        })
+        .await
+    }
+
     async fn adapters(&self, tenant: &str) -> StorageResult<Vec<AdapterEntry>> {
         let tenant = tenant.to_owned();
         self.run_long(move |conn| adapters_of(conn, &tenant, None))
@@ -624,6 +654,104 @@ impl ServiceStore for SqliteStorage {
             .map(|_| ())
         })
         .await
+    }
+
+    async fn calls_finished(&self, calls: &[FinishedCall]) -> StorageResult<()> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let calls = calls.to_vec();
+        // On the blocking pool: a batch's time grows with its size. One write transaction
+        // (taken at once, so it never has to upgrade a read lock): SQLite commits one writer
+        // at a time, so its sequence numbers become visible together, after every smaller one.
+        let woken = self
+            .run_long(move |conn| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut woken: Vec<(String, String, String)> = Vec::new();
+                {
+                    let mut set_status = tx.prepare_cached(
+                        "UPDATE instances SET status = ?4
+                         WHERE tenant = ?1 AND adapter = ?2 AND instance_id = ?3
+                           AND status IS NOT ?4",
+                    )?;
+                    let mut append = tx.prepare_cached(
+                        "INSERT INTO events (tenant, adapter, instance_id, kind, data, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    let mut put = tx.prepare_cached(
+                        "INSERT INTO call_records (tenant, call_id, adapter, operation, receipt,
+                             logs, at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                         ON CONFLICT (tenant, call_id) DO UPDATE
+                         SET adapter = excluded.adapter, operation = excluded.operation,
+                             receipt = excluded.receipt, logs = excluded.logs, at = excluded.at,
+                             expires_at = excluded.expires_at",
+                    )?;
+                    for call in &calls {
+                        let (tenant, adapter) = (&call.record.tenant, &call.record.adapter);
+                        let now = now_ms();
+                        let mut wake = |stream: &str| {
+                            let key = (tenant.clone(), adapter.clone(), stream.to_owned());
+                            if !woken.contains(&key) {
+                                woken.push(key);
+                            }
+                        };
+                        if let Some(seen) = &call.status
+                            && set_status.execute(params![
+                                tenant,
+                                adapter,
+                                seen.instance_id,
+                                seen.status
+                            ])? == 1
+                        {
+                            append.execute(params![
+                                tenant,
+                                adapter,
+                                seen.instance_id,
+                                "status",
+                                seen.data,
+                                now
+                            ])?;
+                            wake(&seen.instance_id);
+                        }
+                        for event in &call.events {
+                            append.execute(params![
+                                tenant,
+                                adapter,
+                                event.stream,
+                                event.kind,
+                                event.data,
+                                now
+                            ])?;
+                            wake(&event.stream);
+                        }
+                        let r = &call.record;
+                        put.execute(params![
+                            r.tenant,
+                            r.call_id,
+                            r.adapter,
+                            r.operation,
+                            r.receipt,
+                            r.logs,
+                            now,
+                            now.saturating_add(ms(call.window))
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(woken)
+            })
+            .await?;
+        for (tenant, adapter, instance_id) in woken {
+            // No receiver is not an error: nobody is streaming.
+            let _ = self.wakeups.send(Wakeup::Appended {
+                tenant,
+                adapter,
+                instance_id,
+            });
+        }
+        Ok(())
     }
 
     async fn call(&self, tenant: &str, call_id: &str) -> StorageResult<Option<CallRecord>> {
