@@ -4,7 +4,7 @@
 //! runs it on every uploaded version; `docs/ceiling.md` is the reference.
 //!
 //! ```toml
-//! admission = "refuse"          # or "warn": a version over the ceiling is stored and flagged
+//! admission = "refuse"          # or "warn": a version failing conformance rules is stored, flagged
 //!
 //! [limits]                      # the most each policy limit may be, by its [limits] name
 //! fuel = 2_000_000_000
@@ -77,10 +77,12 @@ pub const FLOORS: [&str; 1] = ["breaker_cooldown_ms"];
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Admission {
-    /// Refuse the upload (the default).
+    /// Refuse an upload that fails admission (the default).
     #[default]
     Refuse,
-    /// Store the version but flag it, with its excesses.
+    /// Store a version that fails conformance rules, flagged (`admitted: false`) with the
+    /// failures. A policy over the ceiling, a component that is not an adapter or too large
+    /// is refused all the same: the ceiling is a security boundary, not advice.
     Warn,
 }
 
