@@ -176,9 +176,9 @@ impl Adapter for Example {
         let steps = params.optional_u64("steps", 1..=100)?.unwrap_or(4);
         let wait = match params.get("wait") {
             None => false,
-            Some(value) => value.as_bool().ok_or_else(|| {
-                AdapterError::validation("params.wait: expected true or false")
-            })?,
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| AdapterError::validation("params.wait: expected true or false"))?,
         };
 
         if let Some(key) = key
